@@ -1,0 +1,178 @@
+//! Delivering a notification: straight into Rust for native trackers, as a
+//! method call for any other Python object.
+//!
+//! A Python tracker is called as `tracker.notify_<kind>(serial, type,
+//! bundle)`. A tracker without that method is not told. An exception it
+//! raises never reaches the code that created, changed or destroyed the
+//! object: it is reported through `sys.unraisablehook`, like an exception
+//! in `__del__`, and an exception that was already being raised is kept.
+
+#![allow(unsafe_code)]
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use tracker_core::{EventKind, Tracker};
+
+use crate::object::{self, TrackableObject};
+
+/// Interned method names, indexed by `EventKind::code() - 1`.
+static METHOD_NAMES: [AtomicPtr<ffi::PyObject>; 4] = [const { AtomicPtr::new(ptr::null_mut()) }; 4];
+
+/// Set at interpreter exit: Python trackers are no longer called, because
+/// the modules their methods use are being torn down. Native trackers keep
+/// counting.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Interns the method names. Called once at import.
+pub(crate) fn init(py: Python<'_>) {
+    for kind in EventKind::ALL {
+        let name = pyo3::types::PyString::intern(py, &format!("notify_{}", kind.name()));
+        METHOD_NAMES[usize::from(kind.code() - 1)].store(name.clone().unbind().into_ptr(), Relaxed);
+    }
+}
+
+/// Stops calling Python trackers (see [`SHUTTING_DOWN`]).
+pub(crate) fn shutdown() {
+    SHUTTING_DOWN.store(true, Relaxed);
+}
+
+/// The native tracker behind `tracker`, if it is one.
+pub(crate) type NativeLookup =
+    for<'a> unsafe fn(Python<'a>, *mut ffi::PyObject) -> Option<&'a dyn Tracker>;
+
+/// Registered native tracker types with their lookup functions.
+static NATIVE: [(AtomicPtr<ffi::PyTypeObject>, AtomicPtr<()>); 4] = [const {
+    (
+        AtomicPtr::new(ptr::null_mut()),
+        AtomicPtr::new(ptr::null_mut()),
+    )
+}; 4];
+
+/// Registers a native tracker type: objects of exactly this type are told
+/// through `lookup` instead of a Python call.
+pub(crate) fn register_native(ty: *mut ffi::PyTypeObject, lookup: NativeLookup) {
+    for (slot_ty, slot_fn) in &NATIVE {
+        if slot_ty.load(Relaxed).is_null() {
+            slot_fn.store(lookup as *mut (), Relaxed);
+            slot_ty.store(ty, Relaxed);
+            return;
+        }
+    }
+    panic!("more native tracker types than dispatch slots");
+}
+
+#[inline]
+fn native<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
+    // SAFETY: `tracker` is a live object (caller); reading its type is a
+    // plain field load under the GIL.
+    let ty = unsafe { ffi::Py_TYPE(tracker) };
+    for (slot_ty, slot_fn) in &NATIVE {
+        let t = slot_ty.load(Relaxed);
+        if t.is_null() {
+            return None;
+        }
+        if t == ty {
+            // SAFETY: the pointer was stored from a `NativeLookup` in
+            // `register_native`, and it is only called on objects of exactly
+            // the type it was registered with.
+            return unsafe {
+                let lookup: NativeLookup =
+                    std::mem::transmute::<*mut (), NativeLookup>(slot_fn.load(Relaxed));
+                lookup(py, tracker)
+            };
+        }
+    }
+    None
+}
+
+/// Tells `tracker` of `kind` for the object `this`.
+///
+/// # Safety
+/// GIL held; `this` a live Trackable; `tracker` a live object.
+#[inline]
+pub(crate) unsafe fn notify(
+    py: Python<'_>,
+    kind: EventKind,
+    this: *mut TrackableObject,
+    tracker: *mut ffi::PyObject,
+) {
+    if let Some(native) = native(py, tracker) {
+        // SAFETY: per the contract above.
+        if let Some(class) = unsafe { object::class_id(py, this) } {
+            // SAFETY: per the contract above.
+            let serial = unsafe { object::notify_args(this).serial };
+            // The GIL serialises every call made from here.
+            native.notify_serialized(kind, class, serial);
+        }
+        return;
+    }
+    // SAFETY: per the contract above.
+    unsafe { notify_python(kind, this, tracker) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *mut ffi::PyObject) {
+    if SHUTTING_DOWN.load(Relaxed) {
+        return;
+    }
+    // SAFETY: GIL held; `this` and `tracker` live (caller's contract). Every
+    // reference created here is released before returning; the pending
+    // exception, if any, is fetched first and restored last.
+    unsafe {
+        let args = object::notify_args(this);
+        let name = METHOD_NAMES[usize::from(kind.code() - 1)].load(Relaxed);
+        let (mut et, mut ev, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        ffi::PyErr_Fetch(&mut et, &mut ev, &mut tb);
+
+        let serial = ffi::PyLong_FromUnsignedLongLong(args.serial);
+        if serial.is_null() {
+            ffi::PyErr_WriteUnraisable(tracker);
+        } else {
+            let bundle = if args.bundle.is_null() {
+                ffi::Py_None()
+            } else {
+                args.bundle
+            };
+            // Hold our own references for the call: tracker code may replace
+            // the bundle or the tracker of the object.
+            ffi::Py_INCREF(bundle);
+            ffi::Py_INCREF(tracker);
+            let call = [tracker, serial, args.ty as *mut ffi::PyObject, bundle];
+            let result =
+                ffi::PyObject_VectorcallMethod(name, call.as_ptr(), call.len(), ptr::null_mut());
+            if result.is_null() {
+                report_failure(tracker, name);
+            } else {
+                ffi::Py_DECREF(result);
+            }
+            ffi::Py_DECREF(tracker);
+            ffi::Py_DECREF(bundle);
+            ffi::Py_DECREF(serial);
+        }
+        ffi::PyErr_Restore(et, ev, tb);
+    }
+}
+
+/// A failed notification: silent if the tracker simply lacks the method,
+/// otherwise reported as unraisable.
+#[cold]
+unsafe fn report_failure(tracker: *mut ffi::PyObject, name: *mut ffi::PyObject) {
+    // SAFETY: GIL held, an exception is set, `tracker` and `name` are live.
+    unsafe {
+        if ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) != 0 {
+            let (mut et, mut ev, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+            ffi::PyErr_Fetch(&mut et, &mut ev, &mut tb);
+            let has = ffi::PyObject_HasAttr(tracker, name) != 0;
+            ffi::PyErr_Restore(et, ev, tb);
+            if !has {
+                ffi::PyErr_Clear();
+                return;
+            }
+        }
+        ffi::PyErr_WriteUnraisable(tracker);
+    }
+}

@@ -1,0 +1,108 @@
+//! `pytracker._native`: the compiled half of the `pytracker` package.
+//!
+//! * [`object`]: the `Trackable` type's C-level slots (the hot path);
+//! * [`dispatch`]: delivering notifications to native or Python trackers;
+//! * [`typecache`]: per-class facts cached by type and version tag;
+//! * [`methods`]: `Trackable`'s methods, in safe Rust;
+//! * [`trackers`]: native trackers (`CountingTracker`).
+//!
+//! The pure-Python half (`python/pytracker`) adds the `Tracker` inventory,
+//! `TrackerMixin`, signal dumps and the public `__all__`.
+
+mod dispatch;
+mod gil;
+mod methods;
+mod object;
+mod trackers;
+mod typecache;
+
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// Sets the tracker every new Trackable is attached to; `None` clears it.
+#[pyfunction]
+fn set_global_tracker(tracker: &Bound<'_, PyAny>) {
+    object::set_global_tracker((!tracker.is_none()).then_some(tracker));
+}
+
+/// The global tracker, or `None`.
+#[pyfunction]
+fn get_global_tracker(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    object::global_tracker(py)
+}
+
+/// The version of the trackable-objects API: the integer 1.
+#[pyfunction]
+fn version() -> u32 {
+    1
+}
+
+/// Called at interpreter exit: stops calling Python trackers.
+#[pyfunction]
+fn _shutdown() {
+    dispatch::shutdown();
+}
+
+/// Wraps a callable so that it binds to instances like a method.
+#[allow(unsafe_code)]
+fn instance_method<'py>(func: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    unsafe extern "C" {
+        fn PyInstanceMethod_New(func: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
+    }
+    let py = func.py();
+    // SAFETY: `func` is a live callable; the call returns a new reference or
+    // null with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
+}
+
+fn install_methods(m: &Bound<'_, PyModule>, ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = m.py();
+    let funcs = [
+        wrap_pyfunction!(methods::set_tracker, m)?,
+        wrap_pyfunction!(methods::get_tracker, m)?,
+        wrap_pyfunction!(methods::set_data_bundle, m)?,
+        wrap_pyfunction!(methods::get_data_bundle, m)?,
+        wrap_pyfunction!(methods::get_tracker_serial, m)?,
+        wrap_pyfunction!(methods::getstate, m)?,
+        wrap_pyfunction!(methods::setstate, m)?,
+        wrap_pyfunction!(methods::reduce_ex, m)?,
+    ];
+    for f in funcs {
+        let name = f.getattr("__name__")?;
+        ty.setattr(
+            name.cast::<pyo3::types::PyString>()?,
+            instance_method(f.into_any())?,
+        )?;
+    }
+    let getter = wrap_pyfunction!(methods::get_data_bundle, m)?;
+    let setter = wrap_pyfunction!(methods::data_bundle_set, m)?;
+    let property = py.import("builtins")?.getattr("property")?.call1((
+        getter,
+        setter,
+        py.None(),
+        "The data bundle; assigning it does not notify the tracker.",
+    ))?;
+    ty.setattr("_data_bundle", property)?;
+    Ok(())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    dispatch::init(py);
+    let ty = object::create_type(py)?;
+    install_methods(m, &ty)?;
+    m.add("Trackable", ty)?;
+
+    m.add_class::<trackers::PyCountingTracker>()?;
+    dispatch::register_native(
+        py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
+        trackers::counting_lookup,
+    );
+
+    m.add_function(wrap_pyfunction!(set_global_tracker, m)?)?;
+    m.add_function(wrap_pyfunction!(get_global_tracker, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! The `pytracker.Trackable` type at the level of CPython's C API.
+//!
+//! This is the hot path: every tracked object's creation and destruction
+//! runs [`trackable_new`] and [`trackable_dealloc`]. They are written
+//! against `pyo3::ffi` directly because PyO3's generated slot wrappers
+//! (panic trampoline, GIL-count bookkeeping) would cost more than the whole
+//! tracking work. Everything else about the type (its methods, pickling)
+//! lives in safe code in `methods.rs`, which reaches the object's fields only
+//! through [`TrackableRef`].
+//!
+//! Panics: nothing reachable from the slots here panics on any input; the
+//! one path that runs arbitrary code (the type-cache miss) is guarded with
+//! `catch_unwind` in [`class_of`].
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+use tracker_core::{next_serial, ClassId, EventKind, Serial};
+
+use crate::{dispatch, typecache};
+
+/// `class` value of an object whose class id has not been looked up yet.
+const UNRESOLVED: u32 = u32::MAX;
+
+/// The C layout of a `Trackable` instance. Subclasses append their own
+/// fields (dict, slots) after it; CPython manages those.
+#[repr(C)]
+pub(crate) struct TrackableObject {
+    ob_base: ffi::PyObject,
+    serial: Serial,
+    /// [`ClassId`] of the type, or [`UNRESOLVED`].
+    class: u32,
+    _reserved: u32,
+    /// Strong reference to the assigned tracker, or null.
+    tracker: *mut ffi::PyObject,
+    /// Strong reference to the data bundle, or null (reads as `None`).
+    bundle: *mut ffi::PyObject,
+    /// CPython's weak-reference list head.
+    weaklist: *mut ffi::PyObject,
+}
+
+/// The type object, set once by [`create_type`].
+static TRACKABLE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
+/// The tracker new objects are attached to (strong reference), or null.
+static GLOBAL_TRACKER: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Creates the `Trackable` type. Called once, at module import.
+pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    // The spec and its arrays must outlive the call only; CPython copies
+    // what it needs (members are copied into descriptors).
+    let mut members = [
+        ffi::PyMemberDef {
+            name: c"__weaklistoffset__".as_ptr(),
+            type_code: ffi::Py_T_PYSSIZET,
+            offset: std::mem::offset_of!(TrackableObject, weaklist) as ffi::Py_ssize_t,
+            flags: ffi::Py_READONLY,
+            doc: ptr::null(),
+        },
+        ffi::PyMemberDef::default(),
+    ];
+    let doc: &CStr = c"Base class of objects whose lifecycle is tracked.\n\nEvery instance gets a process-wide serial; its tracker is told of\nits creation, tracker changes, bundle updates and destruction.";
+    let mut slots = [
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_new,
+            pfunc: trackable_new as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_dealloc,
+            pfunc: trackable_dealloc as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_traverse,
+            pfunc: trackable_traverse as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_clear,
+            pfunc: trackable_clear as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_members,
+            pfunc: members.as_mut_ptr() as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_doc,
+            pfunc: doc.as_ptr() as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: 0,
+            pfunc: ptr::null_mut(),
+        },
+    ];
+    let mut spec = ffi::PyType_Spec {
+        name: c"pytracker.Trackable".as_ptr(),
+        basicsize: std::mem::size_of::<TrackableObject>() as c_int,
+        itemsize: 0,
+        flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC) as _,
+        slots: slots.as_mut_ptr(),
+    };
+    // SAFETY: `spec`, `slots` and `members` are valid, null-terminated and
+    // live across the call; the slot functions have the signatures CPython
+    // expects for their slot ids.
+    let ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec))? };
+    let ty = ty.cast_into::<PyType>()?;
+    assert_layout(&ty)?;
+    // Keep one reference for the module's lifetime (the module holds another).
+    TRACKABLE_TYPE.store(
+        ty.clone().unbind().into_ptr() as *mut ffi::PyTypeObject,
+        Relaxed,
+    );
+    Ok(ty)
+}
+
+/// Checks at import that CPython laid the type out as this module assumes.
+fn assert_layout(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let raw = ty.as_type_ptr();
+    // SAFETY: `raw` is the live type just created; plain field reads.
+    let (basic, weak, dict) = unsafe {
+        (
+            (*raw).tp_basicsize,
+            (*raw).tp_weaklistoffset,
+            (*raw).tp_dictoffset,
+        )
+    };
+    let expected_weak = std::mem::offset_of!(TrackableObject, weaklist) as ffi::Py_ssize_t;
+    if basic as usize != std::mem::size_of::<TrackableObject>()
+        || weak != expected_weak
+        || dict != 0
+    {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "pytracker: unexpected Trackable layout (basicsize {basic}, weaklistoffset {weak}, dictoffset {dict}); \
+             this build of pytracker does not match this Python interpreter: reinstall it for this Python"
+        )));
+    }
+    Ok(())
+}
+
+/// The `Trackable` type pointer (null before import).
+#[inline]
+fn trackable_type() -> *mut ffi::PyTypeObject {
+    TRACKABLE_TYPE.load(Relaxed)
+}
+
+/// Replaces the global tracker; `None` clears it.
+pub(crate) fn set_global_tracker(tracker: Option<&Bound<'_, PyAny>>) {
+    let new = tracker.map_or(ptr::null_mut(), |t| t.clone().into_ptr());
+    let old = GLOBAL_TRACKER.swap(new, Relaxed);
+    if !old.is_null() {
+        // SAFETY: `old` was a strong reference owned by the static.
+        unsafe { ffi::Py_DECREF(old) };
+    }
+}
+
+/// The global tracker, if one is set.
+pub(crate) fn global_tracker(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    let raw = GLOBAL_TRACKER.load(Relaxed);
+    // SAFETY: a non-null value is a strong reference kept alive by the
+    // static; we take a new reference for the caller.
+    (!raw.is_null()).then(|| unsafe { Bound::from_borrowed_ptr(py, raw) })
+}
+
+/// Whether any excess constructor argument was passed.
+#[inline]
+unsafe fn has_arguments(args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> bool {
+    // SAFETY: the caller guarantees `args` is a tuple and `kwds` null or a dict.
+    unsafe { ffi::PyTuple_GET_SIZE(args) != 0 || (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0) }
+}
+
+/// `tp_new`: allocates, issues the serial, attaches the global tracker.
+unsafe extern "C" fn trackable_new(
+    ty: *mut ffi::PyTypeObject,
+    args: *mut ffi::PyObject,
+    kwds: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_new with the GIL held, a valid subtype of
+    // Trackable, an argument tuple and a null-or-dict for keywords.
+    unsafe {
+        // Like `object.__new__`: arguments are an error unless the class has
+        // an `__init__` to take them.
+        if (*ty).tp_init.map(|f| f as usize) == ffi::PyBaseObject_Type.tp_init.map(|f| f as usize)
+            && has_arguments(args, kwds)
+        {
+            return no_arguments_error(ty);
+        }
+        let alloc = (*ty).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        let obj = alloc(ty, 0);
+        if obj.is_null() {
+            return ptr::null_mut();
+        }
+        // tp_alloc zero-fills: tracker, bundle and weaklist start null.
+        let this = obj as *mut TrackableObject;
+        (*this).serial = next_serial();
+        (*this).class = UNRESOLVED;
+        let tracker = GLOBAL_TRACKER.load(Relaxed);
+        if !tracker.is_null() {
+            let py = Python::assume_attached();
+            match class_of(py, ty) {
+                Some(info) if !info.global_disabled => {
+                    (*this).class = info.class.0;
+                    ffi::Py_INCREF(tracker);
+                    (*this).tracker = tracker;
+                    dispatch::notify(py, EventKind::Attached, this, tracker);
+                }
+                _ => {}
+            }
+        }
+        obj
+    }
+}
+
+#[cold]
+unsafe fn no_arguments_error(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
+    // SAFETY: the caller guarantees GIL held, `ty` a live type.
+    unsafe {
+        let name = CStr::from_ptr((*ty).tp_name).to_string_lossy();
+        let name = name.rsplit('.').next().unwrap_or("Trackable");
+        let msg =
+            std::ffi::CString::new(format!("{name}() takes no arguments")).unwrap_or_default();
+        ffi::PyErr_SetString(ffi::PyExc_TypeError, msg.as_ptr());
+    }
+    ptr::null_mut()
+}
+
+/// The cached class facts of `ty`; `None` only if computing them panicked.
+#[inline]
+unsafe fn class_of(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> Option<typecache::ClassInfo> {
+    // SAFETY: the caller guarantees `ty` is a live type object; borrowed for the call.
+    let ty = unsafe {
+        Bound::from_borrowed_ptr(py, ty as *mut ffi::PyObject).cast_into_unchecked::<PyType>()
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| typecache::class_info(&ty))).ok()
+}
+
+/// `tp_dealloc`: tells the tracker, then frees. Also reached from subclass
+/// instances through CPython's `subtype_dealloc`, after it has cleared the
+/// subclass's dict and slots.
+unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls tp_dealloc with the GIL held on an object of a
+    // Trackable (sub)type whose reference count reached zero.
+    unsafe {
+        let ty = ffi::Py_TYPE(obj);
+        ffi::PyObject_GC_UnTrack(obj as *mut c_void);
+        let this = obj as *mut TrackableObject;
+        if !(*this).weaklist.is_null() {
+            ffi::PyObject_ClearWeakRefs(obj);
+        }
+        release_tracker(this, true);
+        let bundle = std::mem::replace(&mut (*this).bundle, ptr::null_mut());
+        if !bundle.is_null() {
+            ffi::Py_DECREF(bundle);
+        }
+        let free = (*ty).tp_free.unwrap_or(ffi::PyObject_GC_Del);
+        free(obj as *mut c_void);
+        // Instances of heap types own a reference to their type.
+        ffi::Py_DECREF(ty as *mut ffi::PyObject);
+    }
+}
+
+/// Drops the object's tracker, telling it `Destroyed` first when
+/// `notify` is set.
+#[inline]
+unsafe fn release_tracker(this: *mut TrackableObject, notify: bool) {
+    // SAFETY: the caller guarantees GIL held, `this` a live Trackable.
+    unsafe {
+        let tracker = (*this).tracker;
+        if tracker.is_null() {
+            return;
+        }
+        if notify {
+            dispatch::notify(
+                Python::assume_attached(),
+                EventKind::Destroyed,
+                this,
+                tracker,
+            );
+        }
+        // The field may have been replaced while Python code ran above.
+        let current = std::mem::replace(&mut (*this).tracker, ptr::null_mut());
+        if !current.is_null() {
+            ffi::Py_DECREF(current);
+        }
+    }
+}
+
+/// `tp_traverse`: the type, the tracker and the bundle.
+unsafe extern "C" fn trackable_traverse(
+    obj: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by the cycle collector with the GIL held on a live
+    // Trackable; each visited pointer is a strong reference or null.
+    unsafe {
+        let this = obj as *mut TrackableObject;
+        for p in [
+            ffi::Py_TYPE(obj) as *mut ffi::PyObject,
+            (*this).tracker,
+            (*this).bundle,
+        ] {
+            if !p.is_null() {
+                let r = visit(p, arg);
+                if r != 0 {
+                    return r;
+                }
+            }
+        }
+        0
+    }
+}
+
+/// `tp_clear`: the cycle collector is about to break a cycle through this
+/// object, which will then be deallocated. The tracker is told `Destroyed`
+/// now, while the bundle is still intact, and dropped, so deallocation does
+/// not tell it again.
+unsafe extern "C" fn trackable_clear(obj: *mut ffi::PyObject) -> c_int {
+    // SAFETY: called by the cycle collector with the GIL held on a live
+    // Trackable.
+    unsafe {
+        let this = obj as *mut TrackableObject;
+        release_tracker(this, true);
+        let bundle = std::mem::replace(&mut (*this).bundle, ptr::null_mut());
+        if !bundle.is_null() {
+            ffi::Py_DECREF(bundle);
+        }
+    }
+    0
+}
+
+/// What a notification carries, read from the object.
+pub(crate) struct NotifyArgs {
+    pub(crate) serial: Serial,
+    pub(crate) ty: *mut ffi::PyTypeObject,
+    /// Borrowed; null means `None`.
+    pub(crate) bundle: *mut ffi::PyObject,
+}
+
+/// The serial, class id (resolved now if needed) and bundle of `this`.
+///
+/// # Safety
+/// GIL held; `this` is a live Trackable.
+#[inline]
+pub(crate) unsafe fn class_id(py: Python<'_>, this: *mut TrackableObject) -> Option<ClassId> {
+    // SAFETY: per the contract above.
+    unsafe {
+        if (*this).class == UNRESOLVED {
+            (*this).class = class_of(py, ffi::Py_TYPE(this as *mut ffi::PyObject))?
+                .class
+                .0;
+        }
+        Some(ClassId((*this).class))
+    }
+}
+
+/// The notification arguments of `this`.
+///
+/// # Safety
+/// GIL held; `this` is a live Trackable.
+#[inline]
+pub(crate) unsafe fn notify_args(this: *mut TrackableObject) -> NotifyArgs {
+    // SAFETY: per the contract above.
+    unsafe {
+        NotifyArgs {
+            serial: (*this).serial,
+            ty: ffi::Py_TYPE(this as *mut ffi::PyObject),
+            bundle: (*this).bundle,
+        }
+    }
+}
+
+/// Safe access to the fields of a live `Trackable` for the non-hot methods.
+pub(crate) struct TrackableRef<'a, 'py> {
+    obj: &'a Bound<'py, PyAny>,
+    raw: *mut TrackableObject,
+}
+
+impl<'a, 'py> TrackableRef<'a, 'py> {
+    /// `obj` as a Trackable, or a TypeError naming what it is.
+    pub(crate) fn new(obj: &'a Bound<'py, PyAny>) -> PyResult<Self> {
+        let tp = trackable_type();
+        // SAFETY: `obj` is a live object; `tp` is the live Trackable type
+        // (it is set before any method can be called).
+        let ok = !tp.is_null() && unsafe { ffi::PyObject_TypeCheck(obj.as_ptr(), tp) } != 0;
+        if !ok {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected a pytracker.Trackable instance, got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(TrackableRef {
+            obj,
+            raw: obj.as_ptr() as *mut TrackableObject,
+        })
+    }
+
+    /// The serial issued at creation.
+    pub(crate) fn serial(&self) -> Serial {
+        // SAFETY: `raw` is a live Trackable (type-checked in `new`, kept alive
+        // by `obj`); the GIL is held.
+        unsafe { (*self.raw).serial }
+    }
+
+    /// The assigned tracker.
+    pub(crate) fn tracker(&self) -> Option<Bound<'py, PyAny>> {
+        // SAFETY: as in `serial`; a non-null field is a strong reference.
+        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), (*self.raw).tracker) }
+    }
+
+    /// Takes the tracker out of the object (the object has none afterwards).
+    pub(crate) fn take_tracker(&self) -> Option<Bound<'py, PyAny>> {
+        // SAFETY: as in `serial`; ownership of the strong reference moves to
+        // the returned `Bound`.
+        unsafe {
+            let raw = std::mem::replace(&mut (*self.raw).tracker, ptr::null_mut());
+            Bound::from_owned_ptr_or_opt(self.obj.py(), raw)
+        }
+    }
+
+    /// Stores `tracker` (the object must have none; see `take_tracker`).
+    pub(crate) fn put_tracker(&self, tracker: &Bound<'py, PyAny>) {
+        // SAFETY: as in `serial`; the field takes a new strong reference, and
+        // any reference it held (set by re-entrant code) is released.
+        unsafe {
+            let old = std::mem::replace(&mut (*self.raw).tracker, tracker.clone().into_ptr());
+            if !old.is_null() {
+                ffi::Py_DECREF(old);
+            }
+        }
+    }
+
+    /// The data bundle (`None` when unset).
+    pub(crate) fn bundle(&self) -> Bound<'py, PyAny> {
+        // SAFETY: as in `serial`; a non-null field is a strong reference.
+        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), (*self.raw).bundle) }
+            .unwrap_or_else(|| self.obj.py().None().into_bound(self.obj.py()))
+    }
+
+    /// Replaces the data bundle without notifying.
+    pub(crate) fn set_bundle(&self, bundle: &Bound<'py, PyAny>) {
+        let new = if bundle.is_none() {
+            ptr::null_mut()
+        } else {
+            bundle.clone().into_ptr()
+        };
+        // SAFETY: as in `serial`; the old strong reference is released after
+        // the field is updated, so re-entrant code sees a consistent object.
+        unsafe {
+            let old = std::mem::replace(&mut (*self.raw).bundle, new);
+            if !old.is_null() {
+                ffi::Py_DECREF(old);
+            }
+        }
+    }
+
+    /// Tells `tracker` of `kind` for this object.
+    pub(crate) fn notify(&self, kind: EventKind, tracker: &Bound<'py, PyAny>) {
+        // SAFETY: GIL held (token in `obj`); `raw` is live; `tracker` is kept
+        // alive by the caller's reference for the duration.
+        unsafe { dispatch::notify(self.obj.py(), kind, self.raw, tracker.as_ptr()) }
+    }
+}

@@ -1,0 +1,133 @@
+//! Native trackers exposed to Python. Objects whose tracker is one of these
+//! are counted in Rust with no Python call (see `dispatch.rs`).
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyType};
+use tracker_core::{ClassId, ClassSnapshot, CountingTracker, EventKind, Tracker};
+
+use crate::typecache;
+
+/// Per-class counts and serial ranges, kept natively.
+#[pyclass(frozen, name = "CountingTracker", module = "pytracker")]
+pub(crate) struct PyCountingTracker {
+    pub(crate) core: Arc<CountingTracker>,
+}
+
+/// Converts snapshot records to Python dicts with the shared field names.
+pub(crate) fn records_to_py<'py>(
+    py: Python<'py>,
+    records: &[ClassSnapshot],
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for r in records {
+        let d = PyDict::new(py);
+        d.set_item("name", &r.name)?;
+        d.set_item("live", r.live)?;
+        d.set_item("created", r.created)?;
+        d.set_item("destroyed", r.destroyed)?;
+        d.set_item("updated", r.updated)?;
+        d.set_item("first_serial", r.first_serial)?;
+        d.set_item("last_serial", r.last_serial)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
+/// Delivers a notification that Python code made by calling a native
+/// tracker's `notify_*` method directly.
+pub(crate) fn notify_from_python(
+    tracker: &dyn Tracker,
+    kind: EventKind,
+    serial: u64,
+    objtype: &Bound<'_, PyType>,
+) {
+    let class: ClassId = typecache::class_info(objtype).class;
+    tracker.notify_serialized(kind, class, serial);
+}
+
+#[pymethods]
+impl PyCountingTracker {
+    #[new]
+    fn new() -> Self {
+        PyCountingTracker {
+            core: Arc::new(CountingTracker::new()),
+        }
+    }
+
+    /// One dict per class: name, live, created, destroyed, updated,
+    /// first_serial, last_serial; sorted by name.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        records_to_py(py, &self.core.snapshot())
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_attached(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Attached, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_detached(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Detached, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_updated(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Updated, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_destroyed(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Destroyed, serial, objtype);
+    }
+
+    fn __repr__(&self) -> String {
+        let snap = self.core.snapshot();
+        let live: u64 = snap.iter().map(|c| c.live).sum();
+        format!(
+            "<pytracker.CountingTracker: {} classes, {} live>",
+            snap.len(),
+            live
+        )
+    }
+}
+
+/// Dispatch lookup for [`PyCountingTracker`] (see `dispatch::register_native`).
+#[allow(unsafe_code)]
+pub(crate) unsafe fn counting_lookup<'a>(
+    py: Python<'a>,
+    obj: *mut pyo3::ffi::PyObject,
+) -> Option<&'a dyn Tracker> {
+    // SAFETY: dispatch calls this only for objects whose type is exactly
+    // `PyCountingTracker`, kept alive by the caller for at least `'a`.
+    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<PyCountingTracker>() };
+    let core: &CountingTracker = &this.get().core;
+    // SAFETY: the `Arc` lives as long as the Python object, which the caller
+    // keeps alive for `'a`.
+    Some(unsafe { &*(core as *const CountingTracker) })
+}
