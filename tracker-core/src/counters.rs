@@ -38,6 +38,7 @@ struct Lane {
     created: AtomicU64,
     destroyed: AtomicU64,
     updated: AtomicU64,
+    last_serial: AtomicU64,
 }
 
 /// Counters of one class.
@@ -46,7 +47,6 @@ pub struct ClassCounters {
     shared: Lane,
     serialized: Lane,
     first_serial: AtomicU64,
-    last_serial: AtomicU64,
 }
 
 #[inline]
@@ -95,14 +95,13 @@ impl ClassCounters {
             self.first_serial.fetch_min_nonzero(serial);
         }
         if serialized {
-            // Only this lane's writers store here without RMW, but the shared
-            // lane may race: fall back to fetch_max when it has moved ahead.
-            let last = self.last_serial.load(Relaxed);
-            if serial > last {
-                self.last_serial.fetch_max(serial, Relaxed);
+            // Only serialized callers write this lane: a plain store is exact.
+            let last = &self.serialized.last_serial;
+            if serial > last.load(Relaxed) {
+                last.store(serial, Relaxed);
             }
         } else {
-            self.last_serial.fetch_max(serial, Relaxed);
+            self.shared.last_serial.fetch_max(serial, Relaxed);
         }
     }
 
@@ -118,7 +117,11 @@ impl ClassCounters {
             destroyed,
             updated: self.shared.updated.load(Relaxed) + self.serialized.updated.load(Relaxed),
             first_serial: self.first_serial.load(Relaxed),
-            last_serial: self.last_serial.load(Relaxed),
+            last_serial: self
+                .shared
+                .last_serial
+                .load(Relaxed)
+                .max(self.serialized.last_serial.load(Relaxed)),
         }
     }
 }

@@ -35,6 +35,27 @@ pub(crate) fn records_to_py<'py>(
     Ok(list)
 }
 
+/// Writes the `dump()` text of `records` to `output` or `sys.stdout`.
+pub(crate) fn write_dump(
+    py: Python<'_>,
+    records: &[ClassSnapshot],
+    output: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&format!(
+            "{:<40} live: {:<12} created: {:<12} destroyed: {:<12}\n",
+            r.name, r.live, r.created, r.destroyed
+        ));
+    }
+    let out = match output {
+        Some(o) if !o.is_none() => o.clone(),
+        _ => py.import("sys")?.getattr("stdout")?,
+    };
+    out.call_method1("write", (text,))?;
+    Ok(())
+}
+
 /// Delivers a notification that Python code made by calling a native
 /// tracker's `notify_*` method directly.
 pub(crate) fn notify_from_python(
@@ -104,6 +125,13 @@ impl PyCountingTracker {
     ) {
         let _ = bundle;
         notify_from_python(&*self.core, EventKind::Destroyed, serial, objtype);
+    }
+
+    /// Writes one line per class, sorted by name, to `output` (default
+    /// `sys.stdout`): qualified name, live, created, destroyed.
+    #[pyo3(signature = (output=None))]
+    fn dump(&self, py: Python<'_>, output: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        write_dump(py, &self.core.snapshot(), output)
     }
 
     fn __repr__(&self) -> String {
