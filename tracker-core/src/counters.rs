@@ -7,7 +7,10 @@
 //! serialized lane is what keeps the Python hot path free of `lock`-prefixed
 //! instructions while Rust threads can still count into the same tracker.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 
 use crate::{EventKind, Serial};
 
@@ -34,6 +37,7 @@ impl Totals {
 }
 
 #[derive(Default)]
+#[repr(C)]
 struct Lane {
     created: AtomicU64,
     destroyed: AtomicU64,
@@ -42,16 +46,55 @@ struct Lane {
 }
 
 /// Counters of one class.
+///
+/// The layout is fixed (`repr(C)`, nine little-endian u64 words in this
+/// order: shared created, destroyed, updated, last serial; serialized
+/// created, destroyed, updated, last serial; first serial) because
+/// `tracker-shm` places these counters directly in its shared-memory class
+/// slots. Every bit pattern is a valid value.
 #[derive(Default)]
+#[repr(C)]
 pub struct ClassCounters {
     shared: Lane,
     serialized: Lane,
     first_serial: AtomicU64,
 }
 
+/// Word offsets of [`ClassCounters`] fields, in u64 words.
+pub mod counter_words {
+    /// Shared-lane attaches.
+    pub const CREATED_SHARED: u64 = 0;
+    /// Shared-lane destroys and detaches.
+    pub const DESTROYED_SHARED: u64 = 1;
+    /// Shared-lane updates.
+    pub const UPDATED_SHARED: u64 = 2;
+    /// Shared-lane highest serial.
+    pub const LAST_SERIAL_SHARED: u64 = 3;
+    /// Serialized-lane attaches.
+    pub const CREATED_SERIAL: u64 = 4;
+    /// Serialized-lane destroys and detaches.
+    pub const DESTROYED_SERIAL: u64 = 5;
+    /// Serialized-lane updates.
+    pub const UPDATED_SERIAL: u64 = 6;
+    /// Serialized-lane highest serial.
+    pub const LAST_SERIAL_SERIAL: u64 = 7;
+    /// Lowest serial over both lanes.
+    pub const FIRST_SERIAL: u64 = 8;
+    /// Words in all.
+    pub const COUNT: u64 = 9;
+}
+
 #[inline]
 fn bump_serialized(c: &AtomicU64) {
     c.store(c.load(Relaxed) + 1, Relaxed);
+}
+
+/// Destroy counts are stored with `Release`, so a reader that loads a
+/// destroy count, then fences with `Acquire`, then loads the create count,
+/// sees at least as many creates as destroys. (On x86 this is a plain store.)
+#[inline]
+fn bump_serialized_release(c: &AtomicU64) {
+    c.store(c.load(Relaxed) + 1, Release);
 }
 
 impl ClassCounters {
@@ -64,7 +107,7 @@ impl ClassCounters {
                 self.shared.created.fetch_add(1, Relaxed);
             }
             EventKind::Detached | EventKind::Destroyed => {
-                self.shared.destroyed.fetch_add(1, Relaxed);
+                self.shared.destroyed.fetch_add(1, Release);
             }
             EventKind::Updated => {
                 self.shared.updated.fetch_add(1, Relaxed);
@@ -82,7 +125,7 @@ impl ClassCounters {
                 bump_serialized(&self.serialized.created);
             }
             EventKind::Detached | EventKind::Destroyed => {
-                bump_serialized(&self.serialized.destroyed)
+                bump_serialized_release(&self.serialized.destroyed)
             }
             EventKind::Updated => bump_serialized(&self.serialized.updated),
         }
@@ -145,6 +188,28 @@ impl FetchMinNonzero for AtomicU64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_matches_word_offsets() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<ClassCounters>() as u64, 8 * counter_words::COUNT);
+        assert_eq!(
+            offset_of!(ClassCounters, first_serial) as u64,
+            8 * counter_words::FIRST_SERIAL
+        );
+        assert_eq!(
+            offset_of!(ClassCounters, serialized) as u64,
+            8 * counter_words::CREATED_SERIAL
+        );
+        assert_eq!(
+            offset_of!(Lane, last_serial) as u64,
+            8 * counter_words::LAST_SERIAL_SHARED
+        );
+        assert_eq!(
+            offset_of!(Lane, destroyed) as u64,
+            8 * counter_words::DESTROYED_SHARED
+        );
+    }
 
     #[test]
     fn lanes_add_up() {

@@ -35,7 +35,7 @@ mod snapshot;
 mod table;
 mod tracker;
 
-pub use counters::{ClassCounters, Totals};
+pub use counters::{counter_words, ClassCounters, Totals};
 pub use counting::CountingTracker;
 pub use handle::{TrackHandle, Tracked};
 pub use registry::{registry, ClassId, Registry};

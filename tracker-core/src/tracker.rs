@@ -5,7 +5,8 @@ use std::sync::{Arc, RwLock};
 use crate::{ClassId, Serial};
 
 /// The four lifecycle notifications.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum EventKind {
     /// The object was given this tracker (at creation, or by `_set_tracker`).

@@ -1,0 +1,220 @@
+//! Finding segments and deciding whether their writers are alive.
+//!
+//! A writer holds an exclusive `flock` on its segment for its whole life;
+//! the kernel drops it when the process dies, however it dies. That is the
+//! primary liveness signal. The pid and the process start time stored in the
+//! header tell an exited writer from a reused pid.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::ReadError;
+use crate::reader::{HeaderInfo, Segment};
+use crate::writer::{memory_backed_directories, FILE_PREFIX};
+use crate::{layout, proc, sys};
+
+/// The environment variable naming the segment directory, for writers and
+/// readers alike (overrides the default search).
+pub const DIR_ENV: &str = "PYTRACKER_DIR";
+
+/// The state of a segment's writer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriterState {
+    /// The writer holds its lock: it is running.
+    Alive,
+    /// The writer process is gone (killed or crashed: a clean exit removes
+    /// the segment).
+    Exited,
+    /// The writer's process still runs but no longer holds the segment.
+    Stale,
+    /// The pid now belongs to another program.
+    PidReused,
+}
+
+impl WriterState {
+    /// A short label: `alive`, `exited`, `stale segment`, `pid reused`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WriterState::Alive => "alive",
+            WriterState::Exited => "exited",
+            WriterState::Stale => "stale segment",
+            WriterState::PidReused => "pid reused",
+        }
+    }
+
+    /// Whether the segment can be removed safely.
+    pub fn is_gone(self) -> bool {
+        !matches!(self, WriterState::Alive)
+    }
+}
+
+/// Decides the state of a segment's writer.
+pub fn writer_state(segment: &Segment) -> WriterState {
+    let header = segment.header();
+    if header.state != layout::STATE_CLOSED && sys::is_locked(segment.file()).unwrap_or(false) {
+        return WriterState::Alive;
+    }
+    state_without_lock(&header)
+}
+
+fn state_without_lock(header: &HeaderInfo) -> WriterState {
+    match proc::stat(header.pid) {
+        None if !sys::pid_exists(header.pid) => WriterState::Exited,
+        None => WriterState::Stale,
+        Some(s) if s.state == 'Z' || s.state == 'X' => WriterState::Exited,
+        Some(s) if header.start_time != 0 && s.start_time != header.start_time => {
+            WriterState::PidReused
+        }
+        Some(_) => WriterState::Stale,
+    }
+}
+
+/// The directories readers search, in order.
+pub fn search_directories() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os(DIR_ENV) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.extend(memory_backed_directories());
+    dirs.push(std::env::temp_dir());
+    dirs.dedup();
+    dirs
+}
+
+/// One segment found on the machine.
+#[derive(Debug)]
+pub struct SegmentEntry {
+    /// Its path.
+    pub path: PathBuf,
+    /// The pid in its file name.
+    pub pid: u32,
+    /// The opened segment, or why it could not be read.
+    pub segment: Result<Segment, ReadError>,
+}
+
+impl SegmentEntry {
+    /// The writer's state, if the segment could be read.
+    pub fn state(&self) -> Option<WriterState> {
+        self.segment.as_ref().ok().map(writer_state)
+    }
+}
+
+/// The pid encoded in a segment file name
+/// (`pytracker-<uid>-<pid>-<start>-<n>`), if it is one.
+pub fn pid_from_name(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(FILE_PREFIX)?;
+    let mut parts = rest.split('-');
+    let _uid: u32 = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    let _start: u64 = parts.next()?.parse().ok()?;
+    let _seq: u64 = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(pid)
+}
+
+/// Every segment in `dirs`, sorted by pid then path.
+pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(pid_from_name) else {
+                continue;
+            };
+            let path = entry.path();
+            let key = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            let segment = Segment::open(&path);
+            out.push(SegmentEntry { path, pid, segment });
+        }
+    }
+    out.sort_by(|a, b| (a.pid, &a.path).cmp(&(b.pid, &b.path)));
+    out
+}
+
+/// Every segment in the default directories.
+pub fn list_segments() -> Vec<SegmentEntry> {
+    list_segments_in(&search_directories())
+}
+
+/// The segment of process `pid`: its live one, the newest if it has
+/// several.
+///
+/// # Errors
+/// [`ReadError::NoSuchProcess`] when no such process runs and it left no
+/// segment, [`ReadError::NotTracked`] when it runs without a segment, or
+/// the error of opening its segment.
+pub fn find_by_pid(pid: u32) -> Result<Segment, ReadError> {
+    find_by_pid_in(pid, &search_directories())
+}
+
+/// [`find_by_pid`] in the given directories.
+///
+/// # Errors
+/// As [`find_by_pid`].
+pub fn find_by_pid_in(pid: u32, dirs: &[PathBuf]) -> Result<Segment, ReadError> {
+    let mut best: Option<(bool, u64, Segment)> = None;
+    let mut first_error = None;
+    for entry in list_segments_in(dirs).into_iter().filter(|e| e.pid == pid) {
+        match entry.segment {
+            Ok(seg) => {
+                let alive = writer_state(&seg) == WriterState::Alive;
+                let created = seg.header().created_mono_ns;
+                if best
+                    .as_ref()
+                    .is_none_or(|(a, c, _)| (alive, created) > (*a, *c))
+                {
+                    best = Some((alive, created, seg));
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some((_, _, seg)) = best {
+        return Ok(seg);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if sys::pid_exists(pid) {
+        Err(ReadError::NotTracked { pid })
+    } else {
+        Err(ReadError::NoSuchProcess { pid })
+    }
+}
+
+/// Opens a segment given either a pid or a path.
+///
+/// # Errors
+/// As [`find_by_pid`] and [`Segment::open`].
+pub fn open_target(pid: Option<u32>, path: Option<&Path>) -> Result<Segment, ReadError> {
+    match (pid, path) {
+        (_, Some(p)) => Segment::open(p),
+        (Some(pid), None) => find_by_pid(pid),
+        (None, None) => Err(ReadError::NotTracked { pid: 0 }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(pid_from_name("pytracker-1000-42-12345-0"), Some(42));
+        assert_eq!(pid_from_name("pytracker-1000-42-12345"), None);
+        assert_eq!(pid_from_name(".pytracker-1000-42-12345-0.tmp"), None);
+        assert_eq!(pid_from_name("pytracker-x-42-1-0"), None);
+        assert_eq!(pid_from_name("pytracker-1-42-1-0-9"), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! The segment layout, version 1.0. `docs/segment-format.md` is the prose
+//! version of this file; a change to one is a change to both, and to the
+//! version numbers below.
+//!
+//! Everything is little-endian and 8-byte aligned. Every field is read and
+//! written at exactly one width, as an atomic, by both sides.
+
+/// `b"PYTRKSHM"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"PYTRKSHM");
+/// Written as a u32; reads back as this value only on a little-endian host.
+pub const ENDIAN_PROBE: u32 = 0x0102_0304;
+/// Readers refuse segments with another major version.
+pub const MAJOR: u16 = 1;
+/// Additive changes only; readers accept any minor version.
+pub const MINOR: u16 = 0;
+
+/// Bytes in the header region.
+pub const HEADER_SIZE: u64 = 4096;
+
+/// Header field offsets.
+pub mod header {
+    /// u64 [`super::MAGIC`].
+    pub const MAGIC: u64 = 0;
+    /// u32 [`super::ENDIAN_PROBE`].
+    pub const ENDIAN: u64 = 8;
+    /// u32: major (low 16 bits) and minor (high 16 bits) version.
+    pub const VERSION: u64 = 12;
+    /// u64 size of the whole segment in bytes.
+    pub const TOTAL_SIZE: u64 = 16;
+    /// u64 size of the header region ([`super::HEADER_SIZE`]).
+    pub const HEADER_SIZE: u64 = 24;
+    /// u64 offset of the class table.
+    pub const CLASS_OFFSET: u64 = 32;
+    /// u64 number of class slots, the overflow slot included.
+    pub const CLASS_CAPACITY: u64 = 40;
+    /// u64 bytes per class slot.
+    pub const CLASS_SLOT_SIZE: u64 = 48;
+    /// u64 offset of the event ring.
+    pub const RING_OFFSET: u64 = 56;
+    /// u64 number of event slots (a power of two, or 0 when events are off).
+    pub const RING_CAPACITY: u64 = 64;
+    /// u64 bytes per event slot.
+    pub const RING_SLOT_SIZE: u64 = 72;
+    /// u64 number of history samples kept (per class and in totals).
+    pub const HISTORY_CAPACITY: u64 = 80;
+    /// u64 history sample period in milliseconds.
+    pub const HISTORY_PERIOD_MS: u64 = 88;
+    /// u64 writer process id.
+    pub const PID: u64 = 96;
+    /// u64 writer start time, field 22 of `/proc/<pid>/stat` (clock ticks
+    /// since boot).
+    pub const START_TIME: u64 = 104;
+    /// u64 creation time, Unix milliseconds.
+    pub const CREATED_UNIX_MS: u64 = 112;
+    /// u64 `CLOCK_MONOTONIC` nanoseconds at creation.
+    pub const CREATED_MONO_NS: u64 = 120;
+    /// u64 `CLOCK_MONOTONIC` nanoseconds of the last heartbeat.
+    pub const HEARTBEAT_NS: u64 = 128;
+    /// u64 state: [`super::STATE_INIT`], [`super::STATE_LIVE`] or
+    /// [`super::STATE_CLOSED`].
+    pub const STATE: u64 = 136;
+    /// u64 flags: [`super::FLAG_EVENTS`].
+    pub const FLAGS: u64 = 144;
+    /// u64 class slots claimed so far (may exceed capacity; readers clamp).
+    pub const CLASS_COUNT: u64 = 152;
+    /// u64 classes folded into the overflow slot.
+    pub const CLASSES_DROPPED: u64 = 160;
+    /// u64 class names cut to fit.
+    pub const NAMES_TRUNCATED: u64 = 168;
+    /// u64 event tickets issued (the ring's head).
+    pub const RING_HEAD: u64 = 176;
+    /// u64 history samples written (the history's head).
+    pub const HISTORY_HEAD: u64 = 184;
+    /// u64 byte length of the program's command line at [`CMDLINE`].
+    pub const CMDLINE_LEN: u64 = 192;
+    /// 16 bytes: the kernel's boot id (binary), to tell reboots apart.
+    pub const BOOT_ID: u64 = 200;
+    /// The command line, arguments separated by spaces, cut at
+    /// [`CMDLINE_MAX`] bytes.
+    pub const CMDLINE: u64 = 512;
+    /// Bytes reserved for the command line.
+    pub const CMDLINE_MAX: u64 = 512;
+    /// History totals: [`super::HISTORY_TOTAL_WORDS`] u64 per sample.
+    pub const HISTORY_TOTALS: u64 = 1024;
+}
+
+/// [`header::STATE`]: being built.
+pub const STATE_INIT: u64 = 0;
+/// [`header::STATE`]: the writer is publishing.
+pub const STATE_LIVE: u64 = 1;
+/// [`header::STATE`]: the writer closed it (exit in progress).
+pub const STATE_CLOSED: u64 = 2;
+
+/// [`header::FLAGS`]: the writer records events in the ring.
+pub const FLAG_EVENTS: u64 = 1;
+
+/// Words per history-totals sample: time (monotonic ns), total live, total
+/// created, total destroyed.
+pub const HISTORY_TOTAL_WORDS: u64 = 4;
+/// The most history samples a segment keeps (the totals must fit in the
+/// header page).
+pub const HISTORY_MAX: u64 = (HEADER_SIZE - header::HISTORY_TOTALS) / (8 * HISTORY_TOTAL_WORDS);
+
+/// Class slot field offsets, relative to the slot.
+pub mod class {
+    /// u64 state: [`super::SLOT_FREE`], [`super::SLOT_FILLING`],
+    /// [`super::SLOT_PUBLISHED`].
+    pub const STATE: u64 = 0;
+    /// u64 flags: [`super::CLASS_TRUNCATED`], [`super::CLASS_OVERFLOW`].
+    pub const FLAGS: u64 = 8;
+    /// u64 byte length of the name.
+    pub const NAME_LEN: u64 = 16;
+    /// UTF-8 name, [`NAME_MAX`] bytes, read as u64 words.
+    pub const NAME: u64 = 24;
+    /// Bytes reserved for the name.
+    pub const NAME_MAX: u64 = 120;
+    /// The class's counters: `tracker_core::ClassCounters`, nine u64 words
+    /// (see `tracker_core::counter_words` for their order).
+    pub const COUNTERS: u64 = 144;
+    /// Live-count history: one u32 per sample, ring indexed by sample
+    /// number modulo the history capacity.
+    pub const HISTORY: u64 = 256;
+}
+
+/// Class slot state: unused.
+pub const SLOT_FREE: u64 = 0;
+/// Class slot state: claimed, name being written.
+pub const SLOT_FILLING: u64 = 1;
+/// Class slot state: name final, counters live.
+pub const SLOT_PUBLISHED: u64 = 2;
+
+/// Class flag: the name was cut at a character boundary to fit.
+pub const CLASS_TRUNCATED: u64 = 1;
+/// Class flag: this is the overflow slot, summing classes that did not fit.
+pub const CLASS_OVERFLOW: u64 = 2;
+
+/// The name of the overflow slot.
+pub const OVERFLOW_NAME: &str = "<other classes>";
+
+/// Event slot field offsets, relative to the slot.
+pub mod event {
+    /// u64 sequence: `2t+1` while ticket `t` is written, `2t+2` once
+    /// published.
+    pub const SEQ: u64 = 0;
+    /// u64: kind code (low 8 bits) and class slot index (bits 8..40).
+    pub const META: u64 = 8;
+    /// u64 serial of the object.
+    pub const SERIAL: u64 = 16;
+    /// u64 `CLOCK_MONOTONIC` nanoseconds (coarse clock).
+    pub const TIME_NS: u64 = 24;
+}
+
+/// Bytes per event slot.
+pub const EVENT_SLOT_SIZE: u64 = 32;
+
+/// Bytes per class slot for a history of `history` samples.
+pub const fn class_slot_size(history: u64) -> u64 {
+    let end = class::HISTORY + 4 * history;
+    end.div_ceil(64) * 64
+}
+
+/// Sizes and offsets of a segment, derived from its capacities.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Class slots, the overflow slot included.
+    pub class_capacity: u64,
+    /// Bytes per class slot.
+    pub class_slot_size: u64,
+    /// Event slots (0 or a power of two).
+    pub ring_capacity: u64,
+    /// History samples.
+    pub history_capacity: u64,
+    /// Offset of the class table.
+    pub class_offset: u64,
+    /// Offset of the event ring.
+    pub ring_offset: u64,
+    /// Total bytes.
+    pub total_size: u64,
+}
+
+impl Geometry {
+    /// The geometry for the given capacities (clamped to sane ranges: at
+    /// least two class slots, a power-of-two ring, at most
+    /// [`HISTORY_MAX`] samples).
+    pub fn new(class_capacity: u64, ring_capacity: u64, history_capacity: u64) -> Geometry {
+        let class_capacity = class_capacity.clamp(2, 1 << 20);
+        let ring_capacity = if ring_capacity == 0 {
+            0
+        } else {
+            ring_capacity.clamp(16, 1 << 24).next_power_of_two()
+        };
+        let history_capacity = history_capacity.clamp(1, HISTORY_MAX);
+        let class_slot_size = class_slot_size(history_capacity);
+        let class_offset = HEADER_SIZE;
+        let ring_offset = class_offset + class_capacity * class_slot_size;
+        let total_size = ring_offset + ring_capacity * EVENT_SLOT_SIZE;
+        Geometry {
+            class_capacity,
+            class_slot_size,
+            ring_capacity,
+            history_capacity,
+            class_offset,
+            ring_offset,
+            total_size,
+        }
+    }
+
+    /// Offset of class slot `i`.
+    pub fn class_slot(&self, i: u64) -> u64 {
+        self.class_offset + i * self.class_slot_size
+    }
+
+    /// Offset of the event slot of ticket `t` (ring must be non-empty).
+    pub fn event_slot(&self, t: u64) -> u64 {
+        self.ring_offset + (t & (self.ring_capacity - 1)) * EVENT_SLOT_SIZE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_is_aligned_and_in_bounds() {
+        let g = Geometry::new(4096, 65536, 64);
+        assert_eq!(g.class_slot_size % 64, 0);
+        assert!(g.class_slot_size >= class::HISTORY + 4 * 64);
+        assert_eq!(g.ring_offset % 8, 0);
+        assert_eq!(g.total_size, g.ring_offset + 65536 * 32);
+        assert_eq!(Geometry::new(10, 100, 10).ring_capacity, 128);
+        assert_eq!(Geometry::new(10, 0, 10).ring_capacity, 0);
+        assert_eq!(HISTORY_MAX, 96);
+        assert!(header::BOOT_ID + 16 <= header::CMDLINE);
+        assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::HISTORY);
+        assert_eq!(class::NAME + class::NAME_MAX, class::COUNTERS);
+    }
+}

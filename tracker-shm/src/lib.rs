@@ -1,0 +1,49 @@
+//! pytracker's shared-memory exporter.
+//!
+//! A tracked process publishes its inventory in a memory-mapped segment
+//! (`docs/segment-format.md` describes every byte); other processes map it
+//! read-only and read it while the service runs, with no ptrace, signal,
+//! socket or lock the writer could wait on.
+//!
+//! * [`ShmTracker`] (writer) is a [`tracker_core::Tracker`]: per-class
+//!   counters live directly in the segment, lifecycle events go to a ring,
+//!   and a sampler thread keeps a short history and a heartbeat.
+//! * [`Segment`] (reader) validates a segment as untrusted input and reads
+//!   snapshots, events and history from it.
+//! * [`list_segments`], [`find_by_pid`] and [`writer_state`] find segments
+//!   and tell live writers from exited ones and reused pids.
+//!
+//! ```
+//! use tracker_core::{ClassId, EventKind, Tracker};
+//! use tracker_shm::{ShmOptions, ShmTracker, Segment, writer_state, WriterState};
+//!
+//! let dir = std::env::temp_dir();
+//! let tracker = ShmTracker::new(ShmOptions { directory: Some(dir), ..Default::default() });
+//! let class = ClassId::named("doc.Example");
+//! tracker.notify(EventKind::Attached, class, 1);
+//!
+//! let segment = Segment::open(&tracker.path().unwrap()).unwrap();
+//! assert_eq!(writer_state(&segment), WriterState::Alive);
+//! let snapshot = segment.snapshot("alive");
+//! assert_eq!(snapshot.class("doc.Example").unwrap().live, 1);
+//! ```
+
+mod discovery;
+mod error;
+pub mod layout;
+mod proc;
+mod raw;
+mod reader;
+mod sys;
+mod writer;
+
+pub use discovery::{
+    find_by_pid, find_by_pid_in, list_segments, list_segments_in, open_target, pid_from_name,
+    search_directories, writer_state, SegmentEntry, WriterState, DIR_ENV,
+};
+pub use error::{ReadError, WriteError};
+pub use reader::{process_age_seconds, Event, EventCursor, HeaderInfo, History, Segment};
+pub use sys::monotonic_ns;
+pub use writer::{
+    choose_directory, memory_backed_directories, ShmOptions, ShmTracker, FILE_PREFIX,
+};

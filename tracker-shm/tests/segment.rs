@@ -1,0 +1,456 @@
+//! Writer and reader together on real segment files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tracker_core::{ClassId, EventKind, Tracker};
+use tracker_shm::{
+    find_by_pid_in, layout, list_segments_in, writer_state, EventCursor, ReadError, Segment,
+    ShmOptions, ShmTracker, WriterState,
+};
+
+/// A private directory per test, removed at the end.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let dir =
+            std::env::temp_dir().join(format!("pytracker-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+
+    fn options(&self) -> ShmOptions {
+        ShmOptions {
+            directory: Some(self.0.clone()),
+            sampler: false,
+            ..Default::default()
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bytes_of(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn round_trip_counts_names_events_history() {
+    let dir = TestDir::new("roundtrip");
+    let tracker = ShmTracker::new(dir.options());
+    assert_eq!(tracker.problem(), None);
+    let path = tracker.path().unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let a = ClassId::named("rt.Alpha");
+    let b = ClassId::named("rt.Beta");
+    for s in 1..=10 {
+        tracker.notify_serialized(EventKind::Attached, a, s);
+    }
+    for s in 1..=4 {
+        tracker.notify(EventKind::Destroyed, a, s);
+    }
+    tracker.notify(EventKind::Attached, b, 11);
+    tracker.notify(EventKind::Updated, b, 11);
+    tracker.sample();
+
+    let seg = Segment::open(&path).unwrap();
+    assert_eq!(writer_state(&seg), WriterState::Alive);
+    let header = seg.header();
+    assert_eq!(header.pid, std::process::id());
+    assert!(header.start_time > 0);
+    assert!(header.events);
+    let snap = seg.snapshot("alive");
+    let alpha = snap.class("rt.Alpha").unwrap();
+    assert_eq!((alpha.live, alpha.created, alpha.destroyed), (6, 10, 4));
+    assert_eq!((alpha.first_serial, alpha.last_serial), (1, 10));
+    let beta = snap.class("rt.Beta").unwrap();
+    assert_eq!((beta.live, beta.updated), (1, 1));
+    assert_eq!(snap.process.as_ref().unwrap().pid, std::process::id());
+    assert_eq!(tracker.snapshot(), snap.classes);
+
+    let mut cursor = seg.events_from_oldest();
+    let mut events = Vec::new();
+    assert_eq!(seg.poll_events(&mut cursor, &mut events), 0);
+    assert_eq!(events.len(), 16);
+    assert_eq!(events[0].kind, EventKind::Attached);
+    assert_eq!(events[0].serial, 1);
+    let classes = seg.classes();
+    let alpha_slot = classes
+        .iter()
+        .find(|(_, c)| c.name == "rt.Alpha")
+        .unwrap()
+        .0;
+    assert!(events[..14].iter().all(|e| e.slot == alpha_slot));
+    assert_eq!(events[15].kind, EventKind::Updated);
+
+    let history = seg.history();
+    assert_eq!(history.times_ns.len(), 1);
+    assert_eq!(history.total_live, vec![7]);
+    let alpha_hist = &history
+        .per_class
+        .iter()
+        .find(|(s, _)| *s == alpha_slot)
+        .unwrap()
+        .1;
+    assert_eq!(alpha_hist, &vec![6]);
+
+    tracker.close();
+    assert!(!path.exists(), "a closed segment is removed");
+}
+
+#[test]
+fn long_names_are_cut_and_flagged() {
+    let dir = TestDir::new("names");
+    let tracker = ShmTracker::new(dir.options());
+    let long = format!("m.{}", "é".repeat(100));
+    tracker.notify(EventKind::Attached, ClassId::named(&long), 1);
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let snap = seg.snapshot("alive");
+    let rec = &snap.classes[0];
+    assert!(rec.name_truncated);
+    assert!(rec.name.len() <= layout::class::NAME_MAX as usize);
+    assert!(long.starts_with(&rec.name));
+    assert_eq!(seg.header().names_truncated, 1);
+}
+
+#[test]
+fn full_class_table_folds_into_overflow() {
+    let dir = TestDir::new("overflow");
+    let tracker = ShmTracker::new(ShmOptions {
+        class_capacity: 4,
+        ..dir.options()
+    });
+    for i in 0..10 {
+        tracker.notify(
+            EventKind::Attached,
+            ClassId::named(&format!("ov.C{i}")),
+            i + 1,
+        );
+    }
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let snap = seg.snapshot("alive");
+    assert_eq!(
+        snap.classes.len(),
+        4,
+        "3 regular slots and the overflow slot"
+    );
+    let over = snap.classes.iter().find(|c| c.overflow).unwrap();
+    assert_eq!(over.name, layout::OVERFLOW_NAME);
+    assert_eq!(over.live, 7);
+    assert_eq!(snap.classes_dropped, 7);
+    assert_eq!(snap.total_live(), 10);
+}
+
+#[test]
+fn lapped_reader_counts_lost_events() {
+    let dir = TestDir::new("lapped");
+    let tracker = ShmTracker::new(ShmOptions {
+        ring_capacity: 16,
+        ..dir.options()
+    });
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let mut cursor = seg.events_from_now();
+    let c = ClassId::named("lap.X");
+    for s in 1..=100 {
+        tracker.notify(EventKind::Attached, c, s);
+    }
+    let mut events = Vec::new();
+    let lost = seg.poll_events(&mut cursor, &mut events);
+    assert_eq!(lost, 84);
+    assert_eq!(events.len(), 16);
+    assert_eq!(events.first().unwrap().serial, 85);
+    assert_eq!(events.last().unwrap().serial, 100);
+    assert_eq!(cursor.lost, 84);
+    // nothing new: nothing read, nothing lost
+    events.clear();
+    assert_eq!(seg.poll_events(&mut cursor, &mut events), 0);
+    assert!(events.is_empty());
+}
+
+#[test]
+fn events_off_has_no_ring() {
+    let dir = TestDir::new("noevents");
+    let tracker = ShmTracker::new(ShmOptions {
+        events: false,
+        ..dir.options()
+    });
+    tracker.notify(EventKind::Attached, ClassId::named("ne.X"), 1);
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    assert!(!seg.header().events);
+    assert_eq!(seg.geometry().ring_capacity, 0);
+    let mut out = Vec::new();
+    assert_eq!(seg.poll_events(&mut EventCursor::default(), &mut out), 0);
+    assert!(out.is_empty());
+    assert_eq!(seg.snapshot("alive").class("ne.X").unwrap().live, 1);
+}
+
+#[test]
+fn writers_race_a_reader_without_torn_or_negative_data() {
+    let dir = TestDir::new("race");
+    let tracker = Arc::new(ShmTracker::new(dir.options()));
+    let path = tracker.path().unwrap();
+    let classes: Vec<ClassId> = (0..8)
+        .map(|i| ClassId::named(&format!("race.C{i}")))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let path = path.clone();
+        thread::spawn(move || {
+            let seg = Segment::open(&path).unwrap();
+            let mut last: std::collections::HashMap<String, (u64, u64)> = Default::default();
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) || reads < 10 {
+                for c in seg.snapshot("alive").classes {
+                    assert!(c.name.starts_with("race.C"), "torn name {:?}", c.name);
+                    assert!(c.created >= c.destroyed);
+                    assert_eq!(c.live, c.created - c.destroyed);
+                    let prev = last
+                        .insert(c.name.clone(), (c.created, c.destroyed))
+                        .unwrap_or((0, 0));
+                    assert!(
+                        c.created >= prev.0 && c.destroyed >= prev.1,
+                        "counters are monotone"
+                    );
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let tracker = tracker.clone();
+            let classes = classes.clone();
+            thread::spawn(move || {
+                for i in 0..50_000u64 {
+                    let c = classes[(i as usize + w) % classes.len()];
+                    let serial = w as u64 * 1_000_000 + i + 1;
+                    tracker.notify(EventKind::Attached, c, serial);
+                    if i % 4 != 0 {
+                        tracker.notify(EventKind::Destroyed, c, serial);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() >= 10);
+    let snap = Segment::open(&path).unwrap().snapshot("alive");
+    let created: u64 = snap.classes.iter().map(|c| c.created).sum();
+    assert_eq!(created, 200_000);
+    assert_eq!(snap.total_live(), 50_000);
+}
+
+#[test]
+fn sampler_thread_writes_history_and_heartbeat() {
+    let dir = TestDir::new("sampler");
+    let tracker = ShmTracker::new(ShmOptions {
+        sampler: true,
+        history_period: Duration::from_millis(20),
+        ..dir.options()
+    });
+    tracker.notify(EventKind::Attached, ClassId::named("smp.X"), 1);
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let h0 = seg.header().heartbeat_ns;
+    thread::sleep(Duration::from_millis(200));
+    let history = seg.history();
+    assert!(history.times_ns.len() >= 3, "{history:?}");
+    assert!(history.times_ns.windows(2).all(|w| w[0] < w[1]));
+    assert!(seg.header().heartbeat_ns > h0);
+    assert_eq!(*history.total_live.last().unwrap(), 1);
+}
+
+#[test]
+fn missing_directory_degrades_to_private_counting() {
+    let tracker = ShmTracker::new(ShmOptions {
+        directory: Some(PathBuf::from("/nonexistent/pytracker")),
+        sampler: false,
+        ..Default::default()
+    });
+    assert!(tracker.path().is_none());
+    let problem = tracker.take_problem_report().unwrap();
+    assert!(problem.contains("/nonexistent/pytracker"), "{problem}");
+    assert!(tracker.take_problem_report().is_none(), "reported once");
+    tracker.notify(EventKind::Attached, ClassId::named("priv.X"), 1);
+    assert_eq!(tracker.snapshot()[0].live, 1);
+}
+
+#[test]
+fn discovery_finds_segments_by_pid() {
+    let dir = TestDir::new("discovery");
+    let tracker = ShmTracker::new(dir.options());
+    let dirs = vec![dir.path().to_path_buf()];
+    let list = list_segments_in(&dirs);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].pid, std::process::id());
+    assert_eq!(list[0].state(), Some(WriterState::Alive));
+    let seg = find_by_pid_in(std::process::id(), &dirs).unwrap();
+    assert_eq!(seg.path(), tracker.path().unwrap());
+    // this process runs but has no segment in an empty directory
+    let empty = TestDir::new("discovery-empty");
+    let err = find_by_pid_in(std::process::id(), &[empty.path().to_path_buf()]).unwrap_err();
+    assert!(matches!(err, ReadError::NotTracked { .. }), "{err}");
+    assert!(err.to_string().contains("start_exporter"));
+    let err = find_by_pid_in(u32::MAX - 7, &dirs).unwrap_err();
+    assert!(matches!(err, ReadError::NoSuchProcess { .. }), "{err}");
+}
+
+/// Writes `bytes` as a segment-named file and opens it.
+fn open_bytes(dir: &TestDir, name: &str, bytes: &[u8]) -> Result<Segment, ReadError> {
+    let path = dir.path().join(name);
+    fs::write(&path, bytes).unwrap();
+    Segment::open(&path)
+}
+
+fn valid_segment_bytes(dir: &TestDir) -> Vec<u8> {
+    let tracker = ShmTracker::new(ShmOptions {
+        class_capacity: 8,
+        ring_capacity: 16,
+        ..dir.options()
+    });
+    tracker.notify(EventKind::Attached, ClassId::named("bytes.X"), 1);
+    tracker.sample();
+    let b = bytes_of(&tracker.path().unwrap());
+    tracker.close();
+    b
+}
+
+fn put_u64(b: &mut [u8], off: u64, v: u64) {
+    b[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    let dir = TestDir::new("faults");
+    let good = valid_segment_bytes(&dir);
+    assert!(open_bytes(&dir, "good", &good).is_ok());
+
+    let err = open_bytes(&dir, "text", b"hello, this is not a segment at all").unwrap_err();
+    assert!(matches!(err, ReadError::BadMagic { .. }), "{err}");
+    let mut b = good.clone();
+    b[0] ^= 0xff;
+    assert!(matches!(
+        open_bytes(&dir, "magic", &b).unwrap_err(),
+        ReadError::BadMagic { .. }
+    ));
+
+    let mut b = good.clone();
+    b[header_off(layout::header::ENDIAN)..][..4].copy_from_slice(&0x0403_0201u32.to_le_bytes());
+    assert!(matches!(
+        open_bytes(&dir, "endian", &b).unwrap_err(),
+        ReadError::EndianMismatch { .. }
+    ));
+
+    let mut b = good.clone();
+    b[header_off(layout::header::VERSION)..][..4].copy_from_slice(&2u32.to_le_bytes());
+    let err = open_bytes(&dir, "version", &b).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReadError::Version {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("version 2"));
+
+    let err = open_bytes(&dir, "trunc", &good[..good.len() / 2]).unwrap_err();
+    assert!(matches!(err, ReadError::Truncated { .. }), "{err}");
+    let err = open_bytes(&dir, "tiny", &good[..100]).unwrap_err();
+    assert!(matches!(err, ReadError::Truncated { .. }), "{err}");
+
+    let mut b = good.clone();
+    put_u64(&mut b, layout::header::STATE, layout::STATE_INIT);
+    assert!(matches!(
+        open_bytes(&dir, "init", &b).unwrap_err(),
+        ReadError::NotReady { .. }
+    ));
+
+    for (field, value) in [
+        (layout::header::CLASS_CAPACITY, u64::MAX),
+        (layout::header::CLASS_OFFSET, 12),
+        (layout::header::RING_CAPACITY, 3),
+        (layout::header::HISTORY_CAPACITY, 0),
+        (layout::header::STATE, 99),
+        (layout::header::RING_OFFSET, u64::MAX - 4),
+    ] {
+        let mut b = good.clone();
+        put_u64(&mut b, field, value);
+        let err = open_bytes(&dir, "corrupt", &b).unwrap_err();
+        assert!(
+            matches!(err, ReadError::Corrupt { .. } | ReadError::Truncated { .. }),
+            "field {field}: {err}"
+        );
+    }
+
+    // Garbage inside a valid header: no panic, values clamped.
+    let mut b = good.clone();
+    put_u64(&mut b, layout::header::CLASS_COUNT, u64::MAX);
+    put_u64(&mut b, layout::header::RING_HEAD, u64::MAX);
+    put_u64(&mut b, layout::header::HISTORY_HEAD, u64::MAX);
+    put_u64(
+        &mut b,
+        layout::HEADER_SIZE + layout::class::NAME_LEN,
+        u64::MAX,
+    );
+    let seg = open_bytes(&dir, "garbage", &b).unwrap();
+    let _ = seg.snapshot("exited");
+    let _ = seg.history();
+    let mut out = Vec::new();
+    seg.poll_events(&mut seg.events_from_oldest(), &mut out);
+
+    let err = Segment::open(&dir.path().join("missing")).unwrap_err();
+    assert!(matches!(err, ReadError::NotFound { .. }));
+    std::os::unix::fs::symlink(dir.path().join("good"), dir.path().join("link")).unwrap();
+    let err = Segment::open(&dir.path().join("link")).unwrap_err();
+    assert!(matches!(err, ReadError::NotRegular { .. }), "{err}");
+    let err = Segment::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, ReadError::NotRegular { .. } | ReadError::Io { .. }),
+        "{err}"
+    );
+}
+
+fn header_off(off: u64) -> usize {
+    off as usize
+}
+
+#[test]
+fn writer_refuses_precreated_file_and_symlinks() {
+    // The writer creates under a temporary name with O_EXCL|O_NOFOLLOW, so a
+    // planted file or link at its final name is replaced, never followed.
+    let dir = TestDir::new("planted");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"keep me").unwrap();
+    let tracker = ShmTracker::new(dir.options());
+    let path = tracker.path().unwrap();
+    drop(tracker);
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let tracker2 = ShmTracker::new(dir.options());
+    assert_ne!(tracker2.path().unwrap(), path);
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+}
