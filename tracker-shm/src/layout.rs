@@ -216,6 +216,12 @@ impl Geometry {
     }
 }
 
+// Compile-time checks that the regions do not overlap.
+const _: () = assert!(header::BOOT_ID + 16 <= header::CMDLINE);
+const _: () = assert!(header::CMDLINE + header::CMDLINE_MAX <= header::HISTORY_TOTALS);
+const _: () = assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::HISTORY);
+const _: () = assert!(class::NAME + class::NAME_MAX == class::COUNTERS);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +236,5 @@ mod tests {
         assert_eq!(Geometry::new(10, 100, 10).ring_capacity, 128);
         assert_eq!(Geometry::new(10, 0, 10).ring_capacity, 0);
         assert_eq!(HISTORY_MAX, 96);
-        assert!(header::BOOT_ID + 16 <= header::CMDLINE);
-        assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::HISTORY);
-        assert_eq!(class::NAME + class::NAME_MAX, class::COUNTERS);
     }
 }

@@ -149,25 +149,6 @@ impl WriteView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_are_checked() {
-        let mem = vec![0u64; 4];
-        // SAFETY: `mem` outlives the view and is 8-byte aligned.
-        let v = unsafe { ReadView::new(mem.as_ptr() as *const u8, 32) };
-        assert_eq!(v.u64(0), Some(0));
-        assert_eq!(v.u64(24), Some(0));
-        assert_eq!(v.u64(32), None);
-        assert_eq!(v.u64(4), None);
-        assert_eq!(v.u64(u64::MAX - 3), None);
-        assert_eq!(v.u32(28), Some(0));
-        assert_eq!(v.bytes(0, 40), None);
-    }
-}
-
 /// A pointer to a `T` that can be replaced but whose old values are never
 /// freed: readers may hold `&T` for as long as the cell lives. Used for the
 /// writer's region, which is replaced only in a forked child.
@@ -253,5 +234,24 @@ impl WriteMap {
         // the returned `WriteMap` kept next to the view.
         let view = unsafe { WriteView::new(words.as_ptr() as *mut u8, len) };
         (WriteMap::Private(words), view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_checked() {
+        let mem = [0u64; 4];
+        // SAFETY: `mem` outlives the view and is 8-byte aligned.
+        let v = unsafe { ReadView::new(mem.as_ptr() as *const u8, 32) };
+        assert_eq!(v.u64(0), Some(0));
+        assert_eq!(v.u64(24), Some(0));
+        assert_eq!(v.u64(32), None);
+        assert_eq!(v.u64(4), None);
+        assert_eq!(v.u64(u64::MAX - 3), None);
+        assert_eq!(v.u32(28), Some(0));
+        assert_eq!(v.bytes(0, 40), None);
     }
 }
