@@ -4,12 +4,14 @@
 //! * [`dispatch`]: delivering notifications to native or Python trackers;
 //! * [`typecache`]: per-class facts cached by type and version tag;
 //! * [`methods`]: `Trackable`'s methods, in safe Rust;
-//! * [`trackers`]: native trackers (`CountingTracker`).
+//! * [`trackers`]: native trackers (`CountingTracker`);
+//! * [`exporter`]: `ShmTracker` and reading other processes' segments.
 //!
 //! The pure-Python half (`python/pytracker`) adds the `Tracker` inventory,
 //! `TrackerMixin`, signal dumps and the public `__all__`.
 
 mod dispatch;
+mod exporter;
 mod gil;
 mod methods;
 mod object;
@@ -99,6 +101,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
         trackers::counting_lookup,
     );
+
+    m.add_class::<exporter::PyShmTracker>()?;
+    dispatch::register_native(
+        py.get_type::<exporter::PyShmTracker>().as_type_ptr(),
+        exporter::shm_lookup,
+    );
+    m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
+    m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::_close_exporters, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::_after_fork_child, m)?)?;
 
     m.add_function(wrap_pyfunction!(set_global_tracker, m)?)?;
     m.add_function(wrap_pyfunction!(get_global_tracker, m)?)?;

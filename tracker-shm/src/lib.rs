@@ -45,5 +45,6 @@ pub use error::{ReadError, WriteError};
 pub use reader::{process_age_seconds, Event, EventCursor, HeaderInfo, History, Segment};
 pub use sys::monotonic_ns;
 pub use writer::{
-    choose_directory, memory_backed_directories, ShmOptions, ShmTracker, FILE_PREFIX,
+    choose_directory, memory_backed_directories, ShmOptions, ShmTracker, WeakShmTracker,
+    FILE_PREFIX,
 };

@@ -274,10 +274,11 @@ pub(crate) fn cut_utf8(bytes: &mut Vec<u8>, max: usize) -> bool {
     true
 }
 
-/// Picks the segment directory: the one asked for, else a memory-backed
-/// one, else the temporary directory with a warning.
+/// Picks the segment directory: the one asked for, else `$PYTRACKER_DIR`,
+/// else a memory-backed one, else the temporary directory with a warning.
 pub fn choose_directory(asked: Option<&Path>) -> Result<(PathBuf, Option<String>), WriteError> {
-    if let Some(dir) = asked {
+    let from_env = std::env::var_os(crate::DIR_ENV).map(PathBuf::from);
+    if let Some(dir) = asked.or(from_env.as_deref()) {
         if !dir.is_dir() {
             return Err(WriteError::NoDirectory(format!(
                 "{} does not exist or is not a directory",
@@ -479,6 +480,11 @@ impl ShmTracker {
         self.inner.close();
     }
 
+    /// A handle that does not keep the segment open.
+    pub fn downgrade(&self) -> WeakShmTracker {
+        WeakShmTracker(Arc::downgrade(&self.inner))
+    }
+
     /// In a process created by `fork()`: publishes a new segment for this
     /// process, with the counts inherited at the fork, and lets go of the
     /// parent's segment without writing to it. Until this is called, the
@@ -522,6 +528,17 @@ impl ShmTracker {
         if region.events {
             push_event(region, kind, slot, serial);
         }
+    }
+}
+
+/// A [`ShmTracker`] handle that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakShmTracker(Weak<Inner>);
+
+impl WeakShmTracker {
+    /// The tracker, if it is still alive.
+    pub fn upgrade(&self) -> Option<ShmTracker> {
+        self.0.upgrade().map(|inner| ShmTracker { inner })
     }
 }
 

@@ -7,30 +7,49 @@ Make important classes subclass :class:`Trackable`; set a tracker with
 """
 
 import atexit as _atexit
+import os as _os
 
 from . import _native
 from ._native import (
     CountingTracker,
+    SegmentError,
+    ShmTracker,
     Trackable,
     get_global_tracker,
+    read_snapshot,
     set_global_tracker,
     version,
 )
+from ._exporter import get_exporter, start_exporter
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
 
 __all__ = [
     "CountingTracker",
+    "SegmentError",
+    "ShmTracker",
     "Trackable",
     "TrackedType",
     "Tracker",
     "TrackerMixin",
     "dump_on_signal",
+    "get_exporter",
     "get_global_tracker",
+    "read_snapshot",
     "set_global_tracker",
+    "start_exporter",
     "version",
 ]
 
 # Objects that outlive the interpreter's module teardown must not call into
 # half-destroyed Python trackers.
 _atexit.register(_native._shutdown)
+# Segments are removed on a normal exit (a crash leaves them for readers to
+# report and for `pytracker-cli clean`).
+_atexit.register(_native._close_exporters)
+# A forked child gets a segment of its own and never writes its parent's.
+_os.register_at_fork(after_in_child=_native._after_fork_child)
+
+from ._exporter import _start_from_environment  # noqa: E402
+
+_start_from_environment()

@@ -1,0 +1,279 @@
+"""The shared-memory exporter end to end: real processes, real segments."""
+
+import os
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import pytest
+
+import pytracker
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys
+    import pytracker
+
+    class Order(pytracker.Trackable):
+        pass
+
+    class Line(pytracker.Trackable):
+        pass
+
+    kept = []
+    def make(n_orders, n_lines, keep_every):
+        for i in range(n_orders):
+            o = Order()
+            if i % keep_every == 0:
+                kept.append(o)
+        for i in range(n_lines):
+            kept.append(Line())
+
+    print("ready", os.getpid(), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "make":
+            make(int(cmd[1]), int(cmd[2]), int(cmd[3]))
+        elif cmd[0] == "drop":
+            del kept[:]
+        elif cmd[0] == "exit":
+            break
+        print("done", flush=True)
+    """
+)
+
+
+class Writer:
+    """A tracked Python process driven over stdin; killed on close."""
+
+    def __init__(self, directory, env=None):
+        full = dict(os.environ, PYTRACKER_EXPORT="1", PYTRACKER_DIR=str(directory))
+        full.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full,
+        )
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "ready", self.proc.stderr.read()
+        self.pid = int(line[1])
+
+    def send(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "done"
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def shm_dir(tmp_path, monkeypatch):
+    """A private segment directory, used by writers and readers alike."""
+    d = tmp_path / "shm"
+    d.mkdir()
+    monkeypatch.setenv("PYTRACKER_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def writer(shm_dir):
+    w = Writer(shm_dir)
+    yield w
+    w.close()
+
+
+def classes(snap):
+    return {c["name"].split(".")[-1]: c for c in snap["classes"]}
+
+
+def segments(directory):
+    return sorted(p for p in directory.iterdir() if p.name.startswith("pytracker-"))
+
+
+def test_reader_sees_what_the_writer_created(writer, shm_dir):
+    writer.send("make 1000 10 10")
+    snap = pytracker.read_snapshot(pid=writer.pid)
+    assert snap["process"]["pid"] == writer.pid
+    assert snap["process"]["writer_state"] == "alive"
+    assert "python" in snap["process"]["program"]
+    c = classes(snap)
+    assert (c["Order"]["created"], c["Order"]["live"], c["Order"]["destroyed"]) == (1000, 100, 900)
+    assert (c["Line"]["created"], c["Line"]["live"]) == (10, 10)
+    assert c["Order"]["name"] == "__main__.Order"
+    writer.send("make 500 0 1")
+    snap2 = pytracker.read_snapshot(pid=writer.pid)
+    c2 = classes(snap2)
+    assert c2["Order"]["created"] == 1500 and c2["Order"]["live"] == 600
+    assert c2["Order"]["last_serial"] > c["Order"]["last_serial"]
+    writer.send("drop")
+    assert classes(pytracker.read_snapshot(pid=writer.pid))["Order"]["live"] == 0
+
+
+def test_segment_is_private_and_removed_on_normal_exit(writer, shm_dir):
+    (seg,) = segments(shm_dir)
+    mode = stat.S_IMODE(seg.stat().st_mode)
+    assert mode == 0o600
+    assert seg.stat().st_uid == os.getuid()
+    writer.proc.stdin.write("exit\n")
+    writer.proc.stdin.flush()
+    assert writer.proc.wait(timeout=30) == 0
+    assert writer.proc.stderr.read() == ""
+    assert segments(shm_dir) == []
+
+
+def test_sigkill_leaves_segment_reported_as_exited(writer, shm_dir):
+    writer.send("make 100 0 1")
+    writer.proc.send_signal(signal.SIGKILL)
+    writer.proc.wait()
+    (seg,) = segments(shm_dir)
+    snap = pytracker.read_snapshot(path=str(seg))
+    assert snap["process"]["writer_state"] == "exited"
+    assert classes(snap)["Order"]["live"] == 100
+    # by pid too: the segment is found and said to be from an exited writer
+    assert pytracker.read_snapshot(pid=writer.pid)["process"]["writer_state"] == "exited"
+
+
+def test_reused_pid_is_detected(writer, shm_dir):
+    writer.send("make 5 0 1")
+    writer.proc.send_signal(signal.SIGKILL)
+    writer.proc.wait()
+    (seg,) = segments(shm_dir)
+    data = bytearray(seg.read_bytes())
+    # Pretend the writer's pid now belongs to this (test) process, which
+    # started at another time.
+    struct.pack_into("<Q", data, 96, os.getpid())
+    fake = shm_dir / "pytracker-0-1-1-9"
+    fake.write_bytes(bytes(data))
+    os.chmod(fake, 0o600)
+    assert pytracker.read_snapshot(path=str(fake))["process"]["writer_state"] == "pid reused"
+
+
+def test_fork_child_gets_its_own_segment(shm_dir):
+    code = textwrap.dedent(
+        """
+        import os, sys, json
+        import pytracker
+        class Job(pytracker.Trackable):
+            pass
+        parent_jobs = [Job() for _ in range(7)]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            child_jobs = [Job() for _ in range(5)]
+            os.write(w, b"x")
+            os.read(r, 1) if False else None
+            import time; time.sleep(30)
+            os._exit(0)
+        os.read(r, 1)
+        print(pid, flush=True)
+        sys.stdin.readline()
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        """
+    )
+    env = dict(os.environ, PYTRACKER_EXPORT="1", PYTRACKER_DIR=str(shm_dir))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        child = int(proc.stdout.readline())
+        parent = proc.pid
+        ps = pytracker.read_snapshot(pid=parent)
+        cs = pytracker.read_snapshot(pid=child)
+        assert classes(ps)["Job"]["live"] == 7, "the child never writes the parent's segment"
+        assert classes(cs)["Job"]["live"] == 12, "the child inherits the counts at the fork"
+        assert cs["process"]["pid"] == child
+        assert len(segments(shm_dir)) == 2
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+
+
+def test_missing_directory_warns_once_and_keeps_running(tmp_path):
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("always")
+        import pytracker
+        class A(pytracker.Trackable):
+            pass
+        t = pytracker.start_exporter()
+        t2 = pytracker.start_exporter()
+        assert t is t2
+        keep = [A() for _ in range(3)]
+        print(t.path, [r["live"] for r in t.snapshot()])
+        """
+    )
+    env = dict(os.environ, PYTRACKER_DIR=str(tmp_path / "missing"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "None [3]"
+    assert r.stderr.count("RuntimeWarning") == 1
+    assert "missing" in r.stderr and "does not exist" in r.stderr
+
+
+def test_read_only_directory_warns(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    code = "import pytracker\nt = pytracker.ShmTracker(directory=%r)\nprint(t.path)\nprint(t.problem)" % str(ro)
+    if os.getuid() == 0:
+        # root writes anywhere: make the directory unusable another way
+        code = "import pytracker\nt = pytracker.ShmTracker(directory='/proc')\nprint(t.path)\nprint(t.problem)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "None"
+    assert "cannot create segment" in out[1]
+    assert "RuntimeWarning" in r.stderr
+
+
+def test_bad_segments_raise_clear_errors(tmp_path, shm_dir):
+    bad = tmp_path / "pytracker-0-1-1-0"
+    bad.write_bytes(b"this is not a segment" * 300)
+    with pytest.raises(pytracker.SegmentError, match="not a pytracker segment") as e:
+        pytracker.read_snapshot(path=str(bad))
+    assert e.value.kind == "bad_magic"
+    with pytest.raises(pytracker.SegmentError) as e:
+        pytracker.read_snapshot(path=str(tmp_path / "nothing"))
+    assert e.value.kind == "not_found"
+    with pytest.raises(pytracker.SegmentError, match="no process with pid") as e:
+        pytracker.read_snapshot(pid=2**31 - 5)
+    assert e.value.kind == "no_such_process"
+    with pytest.raises(pytracker.SegmentError, match="start_exporter") as e:
+        pytracker.read_snapshot(pid=os.getpid())
+    with pytest.raises(TypeError):
+        pytracker.read_snapshot()
+
+
+def test_shm_tracker_in_process(shm_dir):
+    t = pytracker.ShmTracker(directory=str(shm_dir), sampler=False)
+    pytracker.set_global_tracker(t)
+
+    class Thing(pytracker.Trackable):
+        pass
+
+    things = [Thing() for _ in range(4)]
+    things[0]._set_data_bundle("x")
+    del things[1]
+    rec = [r for r in t.snapshot() if r["name"].endswith("Thing")][0]
+    assert (rec["live"], rec["created"], rec["destroyed"], rec["updated"]) == (3, 4, 1, 1)
+    snap = pytracker.read_snapshot(path=t.path)
+    assert classes(snap)["Thing"]["live"] == 3
+    assert "ShmTracker" in repr(t)
+    pytracker.set_global_tracker(None)
+    path = t.path
+    t.close()
+    assert not os.path.exists(path)

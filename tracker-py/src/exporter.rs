@@ -1,0 +1,266 @@
+//! `pytracker.ShmTracker` and the read side for Python: publishing an
+//! inventory in shared memory, and reading another process's.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyType};
+use tracker_core::{EventKind, Tracker};
+use tracker_shm::{ReadError, ShmOptions, ShmTracker, WeakShmTracker};
+
+use crate::trackers::{notify_from_python, records_to_py, write_dump};
+
+create_exception!(
+    pytracker,
+    SegmentError,
+    PyException,
+    "A shared-memory segment could not be read. The message says why and what to do; `kind` names the case."
+);
+
+/// Every ShmTracker created in this process, for exit and fork handling.
+static LIVE: Mutex<Vec<WeakShmTracker>> = Mutex::new(Vec::new());
+
+fn live_trackers() -> Vec<ShmTracker> {
+    let mut list = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|w| w.upgrade().is_some());
+    list.iter().filter_map(WeakShmTracker::upgrade).collect()
+}
+
+/// A native tracker that publishes per-class counts, serial ranges, recent
+/// events and a short history in a shared-memory segment, for
+/// `pytracker-cli` and `pytracker-top`.
+#[pyclass(frozen, name = "ShmTracker", module = "pytracker")]
+pub(crate) struct PyShmTracker {
+    pub(crate) core: Arc<ShmTracker>,
+}
+
+#[pymethods]
+impl PyShmTracker {
+    #[new]
+    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=64, history_period=1.0, sampler=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        directory: Option<PathBuf>,
+        class_capacity: u64,
+        ring_capacity: u64,
+        events: bool,
+        history_capacity: u64,
+        history_period: f64,
+        sampler: bool,
+    ) -> PyResult<Self> {
+        if !(history_period.is_finite() && history_period > 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "history_period must be a positive number of seconds",
+            ));
+        }
+        let options = ShmOptions {
+            directory,
+            class_capacity,
+            ring_capacity,
+            events,
+            history_capacity,
+            history_period: Duration::from_secs_f64(history_period),
+            sampler,
+        };
+        let core = py.detach(|| ShmTracker::new(options));
+        if let Some(problem) = core.take_problem_report() {
+            let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(
+                py,
+                &warning,
+                &std::ffi::CString::new(format!(
+                    "pytracker: {problem}; counting continues in this process only"
+                ))
+                .unwrap_or_default(),
+                1,
+            )?;
+        }
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(core.downgrade());
+        Ok(PyShmTracker {
+            core: Arc::new(core),
+        })
+    }
+
+    /// The segment's path, or None when nothing could be published.
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        self.core.path()
+    }
+
+    /// Why the segment is not published (or is on a disk-backed directory),
+    /// or None.
+    #[getter]
+    fn problem(&self) -> Option<String> {
+        self.core.problem()
+    }
+
+    /// One dict per class, as CountingTracker.snapshot().
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        records_to_py(py, &self.core.snapshot())
+    }
+
+    /// Writes one line per class to `output` (default sys.stdout).
+    #[pyo3(signature = (output=None))]
+    fn dump(&self, py: Python<'_>, output: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        write_dump(py, &self.core.snapshot(), output)
+    }
+
+    /// Writes a history sample and a heartbeat now.
+    fn sample(&self) {
+        self.core.sample();
+    }
+
+    /// Removes the segment (counting goes on privately).
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.core.close());
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_attached(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Attached, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_detached(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Detached, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_updated(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Updated, serial, objtype);
+    }
+
+    #[pyo3(signature = (serial, objtype, bundle=None))]
+    fn notify_destroyed(
+        &self,
+        serial: u64,
+        objtype: &Bound<'_, PyType>,
+        bundle: Option<&Bound<'_, PyAny>>,
+    ) {
+        let _ = bundle;
+        notify_from_python(&*self.core, EventKind::Destroyed, serial, objtype);
+    }
+
+    fn __repr__(&self) -> String {
+        match self.core.path() {
+            Some(p) => format!("<pytracker.ShmTracker {}>", p.display()),
+            None => "<pytracker.ShmTracker (not published)>".into(),
+        }
+    }
+}
+
+/// Dispatch lookup for [`PyShmTracker`] (see `dispatch::register_native`).
+#[allow(unsafe_code)]
+pub(crate) unsafe fn shm_lookup<'a>(
+    py: Python<'a>,
+    obj: *mut pyo3::ffi::PyObject,
+) -> Option<&'a dyn Tracker> {
+    // SAFETY: dispatch calls this only for objects whose type is exactly
+    // `PyShmTracker`, kept alive by the caller for at least `'a`.
+    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<PyShmTracker>() };
+    let core: &ShmTracker = &this.get().core;
+    // SAFETY: the `Arc` lives as long as the Python object, which the caller
+    // keeps alive for `'a`.
+    Some(unsafe { &*(core as *const ShmTracker) })
+}
+
+/// At interpreter exit: removes every segment this process published.
+#[pyfunction]
+pub(crate) fn _close_exporters(py: Python<'_>) {
+    py.detach(|| live_trackers().iter().for_each(ShmTracker::close));
+}
+
+/// In a forked child: gives every ShmTracker its own segment, with the
+/// counts inherited at the fork.
+#[pyfunction]
+pub(crate) fn _after_fork_child() {
+    live_trackers()
+        .iter()
+        .for_each(ShmTracker::reopen_after_fork);
+}
+
+fn read_error(e: ReadError) -> PyErr {
+    let kind = match &e {
+        ReadError::NoSuchProcess { .. } => "no_such_process",
+        ReadError::NotTracked { .. } => "not_tracked",
+        ReadError::NotFound { .. } => "not_found",
+        ReadError::Permission { .. } => "permission",
+        ReadError::NotRegular { .. } => "not_regular",
+        ReadError::BadMagic { .. } => "bad_magic",
+        ReadError::EndianMismatch { .. } => "endian",
+        ReadError::Version { .. } => "version",
+        ReadError::Truncated { .. } => "truncated",
+        ReadError::NotReady { .. } => "not_ready",
+        ReadError::Corrupt { .. } => "corrupt",
+        ReadError::Busy { .. } => "busy",
+        ReadError::Io { .. } => "io",
+    };
+    let err = SegmentError::new_err(e.to_string());
+    Python::attach(|py| {
+        let _ = err.value(py).setattr("kind", kind);
+    });
+    err
+}
+
+/// Reads the inventory another process publishes: a dict with
+/// `process` (pid, program, writer_state, ...), `classes` (records as in
+/// `CountingTracker.snapshot()`) and `classes_dropped`. Give `pid` or
+/// `path`. Raises `SegmentError` with a message saying what to do.
+#[pyfunction]
+#[pyo3(signature = (pid=None, path=None))]
+pub(crate) fn read_snapshot<'py>(
+    py: Python<'py>,
+    pid: Option<u32>,
+    path: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    if pid.is_none() && path.is_none() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "read_snapshot() needs pid= or path=",
+        ));
+    }
+    let (snap, state) = py
+        .detach(|| {
+            let seg = tracker_shm::open_target(pid, path.as_deref())?;
+            let state = tracker_shm::writer_state(&seg);
+            Ok::<_, ReadError>((seg.snapshot(state.label()), state))
+        })
+        .map_err(read_error)?;
+    let d = PyDict::new(py);
+    let process = PyDict::new(py);
+    if let Some(p) = &snap.process {
+        process.set_item("pid", p.pid)?;
+        process.set_item("program", &p.program)?;
+        process.set_item("started_unix_ms", p.started_unix_ms)?;
+        process.set_item("writer_state", state.label())?;
+    }
+    d.set_item("process", process)?;
+    d.set_item("classes", records_to_py(py, &snap.classes)?)?;
+    d.set_item("classes_dropped", snap.classes_dropped)?;
+    d.set_item("taken_unix_ms", snap.taken_unix_ms)?;
+    Ok(d)
+}
