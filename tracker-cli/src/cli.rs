@@ -1,0 +1,216 @@
+//! The command line of `pytracker-cli` and `pytracker-top`, built with
+//! clap's derive API. Parsing only: commands live in `commands/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Read the object inventories of tracked processes from shared memory,
+/// without pausing them.
+///
+/// A process publishes its inventory once it calls
+/// `pytracker.start_exporter()` (or runs with PYTRACKER_EXPORT=1).
+#[derive(Debug, Parser)]
+#[command(name = "pytracker-cli", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List tracked processes on this machine.
+    #[command(after_help = "Examples:\n  pytracker-cli ps\n  pytracker-cli ps --format json")]
+    Ps(PsArgs),
+    /// Print one snapshot of a process's inventory.
+    #[command(
+        after_help = "Examples:\n  pytracker-cli dump --pid 4242\n  pytracker-cli dump --pid 4242 --top 10 --filter Session\n  pytracker-cli dump --pid 4242 --format json > before.json\n  pytracker-cli dump --pid 4242 --format openmetrics > /var/lib/node_exporter/pytracker.prom"
+    )]
+    Dump(DumpArgs),
+    /// Compare two snapshots: per class, the change in live, created and destroyed.
+    #[command(
+        after_help = "Examples:\n  pytracker-cli diff before.json after.json\n  pytracker-cli diff --pid 4242 --interval 10s"
+    )]
+    Diff(DiffArgs),
+    /// Fail (exit 1) when object counts break a rule: a CI leak gate.
+    #[command(
+        after_help = "Exit status: 0 all rules hold, 1 a rule is broken, 2 usage or input error.\n\nExamples:\n  pytracker-cli check --pid 4242 --max 'app.Session=100' --max-total 50000\n  pytracker-cli check after.json --baseline before.json --max-growth 'app.*=10'\n  pytracker-cli check after.json --baseline before.json --max-growth-pct 5"
+    )]
+    Check(CheckArgs),
+    /// Remove segments whose writer is gone (dry run unless --yes).
+    #[command(after_help = "Examples:\n  pytracker-cli clean\n  pytracker-cli clean --yes")]
+    Clean(CleanArgs),
+}
+
+/// Output formats of `ps`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PsFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
+/// Output formats of `dump` and `diff`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// The snapshot document (schema in docs/snapshot-json.md).
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Prometheus / OpenMetrics text exposition.
+    Openmetrics,
+}
+
+/// Sort keys for tables.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Class name.
+    Name,
+    /// Live objects (largest first).
+    Live,
+    /// Objects created.
+    Created,
+    /// Objects destroyed.
+    Destroyed,
+    /// Bundle updates.
+    Updated,
+}
+
+/// Where a live snapshot comes from.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Process id of the tracked process.
+    #[arg(long, short, conflicts_with = "path")]
+    pub pid: Option<u32>,
+    /// Path of a segment file (as listed by `ps`).
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+}
+
+/// `ps` arguments.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PsFormat,
+}
+
+/// `dump` arguments.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The process.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Sort classes by this column (table and csv).
+    #[arg(long, value_enum, default_value = "live")]
+    pub sort: SortKey,
+    /// Reverse the sort order.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Only the first K classes after sorting.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// Only classes whose name contains this text.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub filter: Option<String>,
+}
+
+/// `diff` arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Snapshot taken first (JSON from `dump --format json`).
+    #[arg(required_unless_present_any = ["pid", "path"], requires = "after")]
+    pub before: Option<PathBuf>,
+    /// Snapshot taken later.
+    pub after: Option<PathBuf>,
+    /// Take both snapshots from a live process instead.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Time between the two live snapshots (e.g. 500ms, 10s, 1m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub interval: Duration,
+    /// Output format (table or json).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Also list classes that did not change.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `check` arguments.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A snapshot file to check (or use --pid/--path for a live process).
+    #[arg(required_unless_present_any = ["pid", "path"])]
+    pub snapshot: Option<PathBuf>,
+    /// The live process to check.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// At most N live objects of the classes matching CLASS (glob, e.g. 'app.*').
+    #[arg(long = "max", value_name = "CLASS=N")]
+    pub max: Vec<String>,
+    /// At most N live objects over all classes.
+    #[arg(long, value_name = "N")]
+    pub max_total: Option<u64>,
+    /// A snapshot to compare against for the growth rules.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// At most N more live objects than in the baseline, per class matching CLASS.
+    #[arg(long = "max-growth", value_name = "CLASS=N", requires = "baseline")]
+    pub max_growth: Vec<String>,
+    /// At most PCT percent more live objects than in the baseline, for every
+    /// class (PCT) or the classes matching CLASS (CLASS=PCT).
+    #[arg(
+        long = "max-growth-pct",
+        value_name = "[CLASS=]PCT",
+        requires = "baseline"
+    )]
+    pub max_growth_pct: Vec<String>,
+}
+
+/// `clean` arguments.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Really delete (without it, only list what would be removed).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Watch a tracked process's object inventory live.
+///
+/// Keys: q quit, s/S sort column / reverse, / filter, arrows and PgUp/PgDn
+/// scroll, Enter details, p pause the display, ? help.
+#[derive(Debug, Parser)]
+#[command(name = "pytracker-top", version)]
+pub struct TopCli {
+    /// Process id (default: the only tracked process, or pick from a list).
+    #[arg(long, short)]
+    pub pid: Option<u32>,
+    /// Path of a segment file.
+    #[arg(long, conflicts_with = "pid")]
+    pub path: Option<PathBuf>,
+    /// Refresh interval (e.g. 1s, 500ms).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub interval: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+        TopCli::command().debug_assert();
+    }
+}

@@ -1,0 +1,262 @@
+//! `check`: the CI leak gate.
+
+use std::io::Write;
+
+use glob::Pattern;
+use tracker_core::Snapshot;
+
+use crate::cli::CheckArgs;
+use crate::error::{CliError, CliResult, EXIT_BROKEN, EXIT_OK};
+use crate::snapshots;
+
+/// What a rule limits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    /// At most N live objects per matching class.
+    Max(u64),
+    /// At most N more live objects than the baseline, per matching class.
+    Growth(u64),
+    /// At most this many percent more live objects than the baseline.
+    GrowthPct(f64),
+}
+
+/// One rule: a class pattern and a limit.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The glob as written.
+    pub pattern_text: String,
+    pattern: Pattern,
+    /// The limit.
+    pub limit: Limit,
+}
+
+/// Parses `CLASS=N` (or `N` alone when `bare_ok`, meaning every class).
+fn parse_rule(
+    flag: &str,
+    text: &str,
+    bare_ok: bool,
+    make: fn(&str) -> Option<Limit>,
+) -> CliResult<Rule> {
+    let (pat, value) = match text.rsplit_once('=') {
+        Some((p, v)) if !p.is_empty() => (p, v),
+        None if bare_ok => ("*", text),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{flag} {text:?}: expected CLASS=N, for example {flag} 'app.Session=100'"
+            )))
+        }
+    };
+    let limit = make(value.trim()).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{flag} {text:?}: {value:?} is not a valid limit (a non-negative number)"
+        ))
+    })?;
+    let pattern = Pattern::new(pat)
+        .map_err(|e| CliError::Usage(format!("{flag} {text:?}: bad class pattern: {e}")))?;
+    Ok(Rule {
+        pattern_text: pat.to_string(),
+        pattern,
+        limit,
+    })
+}
+
+/// All rules given on the command line.
+pub fn rules(args: &CheckArgs) -> CliResult<Vec<Rule>> {
+    let mut out = Vec::new();
+    for r in &args.max {
+        out.push(parse_rule("--max", r, false, |v| {
+            v.parse().ok().map(Limit::Max)
+        })?);
+    }
+    for r in &args.max_growth {
+        out.push(parse_rule("--max-growth", r, false, |v| {
+            v.parse().ok().map(Limit::Growth)
+        })?);
+    }
+    for r in &args.max_growth_pct {
+        out.push(parse_rule("--max-growth-pct", r, true, |v| {
+            v.trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p >= 0.0)
+                .map(Limit::GrowthPct)
+        })?);
+    }
+    Ok(out)
+}
+
+/// Evaluates every rule; returns one line per broken rule.
+pub fn evaluate(
+    snap: &Snapshot,
+    baseline: Option<&Snapshot>,
+    rules: &[Rule],
+    max_total: Option<u64>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    for rule in rules {
+        let matching: Vec<_> = snap
+            .classes
+            .iter()
+            .filter(|c| rule.pattern.matches(&c.name))
+            .collect();
+        for c in matching {
+            let base = baseline
+                .and_then(|b| b.class(&c.name))
+                .map_or(0, |b| b.live);
+            match rule.limit {
+                Limit::Max(n) if c.live > n => broken.push(format!(
+                    "{}: {} live, more than --max {}={} allows ({} over)",
+                    c.name,
+                    c.live,
+                    rule.pattern_text,
+                    n,
+                    c.live - n
+                )),
+                Limit::Growth(n) if c.live > base.saturating_add(n) => broken.push(format!(
+                    "{}: grew by {} ({} -> {}), more than --max-growth {}={} allows",
+                    c.name,
+                    c.live - base,
+                    base,
+                    c.live,
+                    rule.pattern_text,
+                    n
+                )),
+                Limit::GrowthPct(p) if c.live > base => {
+                    let pct = if base == 0 {
+                        f64::INFINITY
+                    } else {
+                        (c.live - base) as f64 * 100.0 / base as f64
+                    };
+                    if pct > p {
+                        let shown = if pct.is_infinite() {
+                            "from zero".to_string()
+                        } else {
+                            format!("{pct:.1}%")
+                        };
+                        broken.push(format!(
+                            "{}: grew {} ({} -> {}), more than --max-growth-pct {}={}% allows",
+                            c.name, shown, base, c.live, rule.pattern_text, p
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(n) = max_total {
+        let total = snap.total_live();
+        if total > n {
+            broken.push(format!(
+                "all classes: {total} live, more than --max-total {n} allows ({} over)",
+                total - n
+            ));
+        }
+    }
+    broken
+}
+
+/// Runs `check`.
+pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
+    let rules = rules(args)?;
+    if rules.is_empty() && args.max_total.is_none() {
+        return Err(CliError::Usage(
+            "no rule given: add --max CLASS=N, --max-total N, or --baseline FILE with --max-growth / --max-growth-pct"
+                .into(),
+        ));
+    }
+    let snap = match &args.snapshot {
+        Some(path) => snapshots::load(path)?,
+        None => snapshots::take(&snapshots::open_segment(&args.target)?),
+    };
+    let baseline = args.baseline.as_deref().map(snapshots::load).transpose()?;
+    let broken = evaluate(&snap, baseline.as_ref(), &rules, args.max_total);
+    if broken.is_empty() {
+        writeln!(
+            out,
+            "ok: {} rule(s) hold over {} classes ({} live objects)",
+            rules.len() + usize::from(args.max_total.is_some()),
+            snap.classes.len(),
+            snap.total_live()
+        )?;
+        Ok(EXIT_OK)
+    } else {
+        writeln!(out, "FAILED: {} rule(s) broken", broken.len())?;
+        for line in &broken {
+            writeln!(out, "  {line}")?;
+        }
+        Ok(EXIT_BROKEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_core::ClassSnapshot;
+
+    fn snap(classes: &[(&str, u64)]) -> Snapshot {
+        Snapshot::new(
+            classes
+                .iter()
+                .map(|(n, live)| ClassSnapshot {
+                    name: n.to_string(),
+                    live: *live,
+                    created: *live,
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn rule(flag: &str, text: &str) -> Rule {
+        match flag {
+            "max" => parse_rule("--max", text, false, |v| v.parse().ok().map(Limit::Max)).unwrap(),
+            "growth" => parse_rule("--max-growth", text, false, |v| {
+                v.parse().ok().map(Limit::Growth)
+            })
+            .unwrap(),
+            _ => parse_rule("--max-growth-pct", text, true, |v| {
+                v.parse().ok().map(Limit::GrowthPct)
+            })
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn max_with_globs() {
+        let s = snap(&[("app.Session", 10), ("app.Request", 3), ("lib.Conn", 50)]);
+        assert!(evaluate(&s, None, &[rule("max", "app.*=10")], None).is_empty());
+        let broken = evaluate(&s, None, &[rule("max", "app.*=5")], Some(60));
+        assert_eq!(broken.len(), 2);
+        assert!(broken[0].contains("app.Session: 10 live"));
+        assert!(broken[1].contains("--max-total 60"));
+    }
+
+    #[test]
+    fn growth_rules() {
+        let base = snap(&[("a", 10), ("b", 0)]);
+        let now = snap(&[("a", 12), ("b", 1)]);
+        assert!(evaluate(&now, Some(&base), &[rule("growth", "a=2")], None).is_empty());
+        assert_eq!(
+            evaluate(&now, Some(&base), &[rule("growth", "*=1")], None).len(),
+            1
+        );
+        assert!(evaluate(&now, Some(&base), &[rule("pct", "a=20")], None).is_empty());
+        let broken = evaluate(&now, Some(&base), &[rule("pct", "10")], None);
+        assert_eq!(broken.len(), 2);
+        assert!(broken[1].contains("from zero"));
+    }
+
+    #[test]
+    fn malformed_rules_say_what_to_write() {
+        let e = parse_rule("--max", "Session", false, |v| {
+            v.parse().ok().map(Limit::Max)
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("expected CLASS=N"));
+        let e =
+            parse_rule("--max", "a=lots", false, |v| v.parse().ok().map(Limit::Max)).unwrap_err();
+        assert!(e.to_string().contains("not a valid limit"));
+        let e = parse_rule("--max", "[=1", false, |v| v.parse().ok().map(Limit::Max)).unwrap_err();
+        assert!(e.to_string().contains("bad class pattern"));
+    }
+}

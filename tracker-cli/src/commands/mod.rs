@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod clean;
+pub mod diff;
+pub mod dump;
+pub mod ps;

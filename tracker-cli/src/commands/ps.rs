@@ -1,0 +1,125 @@
+//! `ps`: the tracked processes on this machine.
+
+use std::io::Write;
+
+use serde::Serialize;
+use tracker_shm::{list_segments, writer_state};
+
+use crate::cli::{PsArgs, PsFormat};
+use crate::error::CliResult;
+use crate::output::{write_json, write_table};
+
+/// One row of `ps`.
+#[derive(Debug, Serialize)]
+pub struct PsRow {
+    /// Writer pid.
+    pub pid: u32,
+    /// Writer command line.
+    pub program: String,
+    /// Seconds since the segment was created.
+    pub uptime_seconds: Option<u64>,
+    /// Live objects.
+    pub live: Option<u64>,
+    /// Classes.
+    pub classes: Option<usize>,
+    /// alive / exited / stale segment / pid reused, or why it is unreadable.
+    pub state: String,
+    /// Segment path.
+    pub segment: String,
+}
+
+/// Collects the rows.
+pub fn rows() -> Vec<PsRow> {
+    let now = tracker_core::now_unix_ms();
+    list_segments()
+        .into_iter()
+        .map(|entry| match &entry.segment {
+            Ok(seg) => {
+                let h = seg.header();
+                let snap = seg.snapshot("");
+                PsRow {
+                    pid: h.pid,
+                    program: h.program,
+                    uptime_seconds: Some(now.saturating_sub(h.created_unix_ms) / 1000),
+                    live: Some(snap.total_live()),
+                    classes: Some(snap.classes.len()),
+                    state: writer_state(seg).label().to_string(),
+                    segment: entry.path.display().to_string(),
+                }
+            }
+            Err(e) => PsRow {
+                pid: entry.pid,
+                program: String::new(),
+                uptime_seconds: None,
+                live: None,
+                classes: None,
+                state: format!("unreadable: {e}"),
+                segment: entry.path.display().to_string(),
+            },
+        })
+        .collect()
+}
+
+/// Formats seconds as `3d4h`, `2h5m`, `4m10s` or `12s`.
+pub fn format_uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Runs `ps`.
+pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
+    let rows = rows();
+    match args.format {
+        PsFormat::Json => write_json(out, &rows)?,
+        PsFormat::Table => {
+            if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no tracked processes: start one with PYTRACKER_EXPORT=1 or pytracker.start_exporter()"
+                )?;
+                return Ok(0);
+            }
+            let mut table = vec![[
+                "PID", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE", "SEGMENT",
+            ]
+            .map(String::from)
+            .to_vec()];
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            for r in &rows {
+                let program: String = r.program.chars().take(40).collect();
+                table.push(vec![
+                    r.pid.to_string(),
+                    program,
+                    opt(r.uptime_seconds.map(format_uptime)),
+                    opt(r.live.map(|v| v.to_string())),
+                    opt(r.classes.map(|v| v.to_string())),
+                    r.state.clone(),
+                    r.segment.clone(),
+                ]);
+            }
+            write_table(out, &table)?;
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(format_uptime(5), "5s");
+        assert_eq!(format_uptime(250), "4m10s");
+        assert_eq!(format_uptime(7500), "2h5m");
+        assert_eq!(format_uptime(3 * 86400 + 4 * 3600), "3d4h");
+    }
+}

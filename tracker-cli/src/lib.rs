@@ -1,0 +1,78 @@
+//! `pytracker-cli` and `pytracker-top`: reading tracked processes'
+//! inventories from their shared-memory segments.
+//!
+//! The binaries are thin: [`main_cli`] and [`main_top`] take the argument
+//! list and return the exit code, so the Python package can expose the same
+//! tools as console scripts.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod snapshots;
+pub mod top;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, TopCli};
+use crate::error::{CliError, EXIT_USAGE};
+
+fn report(tool: &str, e: &CliError) -> i32 {
+    let _ = std::io::stdout().flush();
+    eprintln!("{tool}: error: {e}");
+    e.exit_code()
+}
+
+/// Parses `args` (program name first) or returns clap's exit code after
+/// printing its message (help and version exit 0, mistakes exit 2).
+fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
+    P::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            EXIT_USAGE
+        } else {
+            0
+        }
+    })
+}
+
+/// `pytracker-cli` with these arguments; returns the exit code.
+pub fn main_cli(args: Vec<OsString>) -> i32 {
+    let cli: Cli = match parse(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Ps(a) => commands::ps::run(a, &mut out),
+        Command::Dump(a) => commands::dump::run(a, &mut out),
+        Command::Diff(a) => commands::diff::run(a, &mut out),
+        Command::Check(a) => commands::check::run(a, &mut out),
+        Command::Clean(a) => commands::clean::run(a, &mut out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(code), Ok(())) => code,
+        // A closed pipe (`| head`) is not an error worth a message.
+        (Ok(code), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        (Ok(_), Err(e)) => report("pytracker-cli", &CliError::Output(e)),
+        (Err(CliError::Output(e)), _) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        (Err(e), _) => report("pytracker-cli", &e),
+    }
+}
+
+/// `pytracker-top` with these arguments; returns the exit code.
+pub fn main_top(args: Vec<OsString>) -> i32 {
+    let cli: TopCli = match parse(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match top::run(&cli) {
+        Ok(code) => code,
+        Err(e) => report("pytracker-top", &e),
+    }
+}

@@ -1,0 +1,307 @@
+//! Rendering snapshots: aligned tables, JSON, CSV and OpenMetrics text.
+
+use std::io::Write;
+
+use tracker_core::{ClassSnapshot, Snapshot};
+
+use crate::cli::SortKey;
+use crate::error::CliResult;
+
+/// Sorts `classes` by `key` (counts largest first, names A to Z), then
+/// reverses if asked. Ties are broken by name, so output is stable.
+pub fn sort_classes(classes: &mut [ClassSnapshot], key: SortKey, reverse: bool) {
+    classes.sort_by(|a, b| {
+        let by = match key {
+            SortKey::Name => a.name.cmp(&b.name),
+            SortKey::Live => b.live.cmp(&a.live),
+            SortKey::Created => b.created.cmp(&a.created),
+            SortKey::Destroyed => b.destroyed.cmp(&a.destroyed),
+            SortKey::Updated => b.updated.cmp(&a.updated),
+        };
+        by.then_with(|| a.name.cmp(&b.name))
+    });
+    if reverse {
+        classes.reverse();
+    }
+}
+
+/// Keeps the classes whose name contains `filter`, then the first `top`.
+pub fn select(classes: &mut Vec<ClassSnapshot>, filter: Option<&str>, top: Option<usize>) {
+    if let Some(f) = filter {
+        classes.retain(|c| c.name.contains(f));
+    }
+    if let Some(k) = top {
+        classes.truncate(k);
+    }
+}
+
+/// A table of rows of cells; the first row is the header. Columns after the
+/// first are right-aligned (numbers).
+pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> CliResult<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 || c + 1 == row.len() && !cell.chars().all(|ch| ch.is_ascii_digit()) {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// The class table of `dump`.
+pub fn write_snapshot_table(
+    out: &mut dyn Write,
+    snap: &Snapshot,
+    classes: &[ClassSnapshot],
+) -> CliResult<()> {
+    if let Some(p) = &snap.process {
+        writeln!(
+            out,
+            "pid {}  {}  writer {}",
+            p.pid, p.program, p.writer_state
+        )?;
+    }
+    writeln!(
+        out,
+        "{} classes, {} live objects{}",
+        snap.classes.len(),
+        snap.total_live(),
+        if snap.classes_dropped > 0 {
+            format!(
+                " ({} classes folded into <other classes>: the class table is full)",
+                snap.classes_dropped
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    let mut rows = vec![[
+        "CLASS",
+        "LIVE",
+        "CREATED",
+        "DESTROYED",
+        "UPDATED",
+        "SERIALS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for c in classes {
+        let mut name = c.name.clone();
+        if c.name_truncated {
+            name.push('…');
+        }
+        rows.push(vec![
+            name,
+            c.live.to_string(),
+            c.created.to_string(),
+            c.destroyed.to_string(),
+            c.updated.to_string(),
+            format!("{}..{}", c.first_serial, c.last_serial),
+        ]);
+    }
+    write_table(out, &rows)
+}
+
+/// The snapshot document, pretty-printed.
+pub fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> CliResult<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::other)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// One CSV row per class, with a header row.
+pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "name",
+        "live",
+        "created",
+        "destroyed",
+        "updated",
+        "first_serial",
+        "last_serial",
+    ])?;
+    for c in classes {
+        w.write_record([
+            c.name.clone(),
+            c.live.to_string(),
+            c.created.to_string(),
+            c.destroyed.to_string(),
+            c.updated.to_string(),
+            c.first_serial.to_string(),
+            c.last_serial.to_string(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Escapes a label value for the text exposition format.
+fn label(value: &str) -> String {
+    let mut s = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            _ => s.push(ch),
+        }
+    }
+    s
+}
+
+/// The OpenMetrics text exposition: per class live (gauge), created and
+/// destroyed (counters), labelled with pid, program and class.
+pub fn write_openmetrics(
+    out: &mut dyn Write,
+    snap: &Snapshot,
+    classes: &[ClassSnapshot],
+) -> CliResult<()> {
+    let (pid, program) = snap.process.as_ref().map_or((0, String::new()), |p| {
+        let program: String = p.program.chars().take(200).collect();
+        (p.pid, program)
+    });
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ClassSnapshot) -> u64,
+    );
+    let families: [Family; 3] = [
+        (
+            "pytracker_objects_live",
+            "gauge",
+            "Tracked objects alive now.",
+            |c| c.live,
+        ),
+        (
+            "pytracker_objects_created",
+            "counter",
+            "Tracked objects created.",
+            |c| c.created,
+        ),
+        (
+            "pytracker_objects_destroyed",
+            "counter",
+            "Tracked objects destroyed or detached.",
+            |c| c.destroyed,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        writeln!(out, "# TYPE {name} {kind}")?;
+        writeln!(out, "# HELP {name} {help}")?;
+        let sample = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
+        for c in classes {
+            writeln!(
+                out,
+                "{sample}{{pid=\"{pid}\",program=\"{}\",class=\"{}\"}} {}",
+                label(&program),
+                label(&c.name),
+                value(c)
+            )?;
+        }
+    }
+    writeln!(out, "# EOF")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_core::ProcessInfo;
+
+    fn sample() -> Snapshot {
+        let mk = |name: &str, live, created| ClassSnapshot {
+            name: name.into(),
+            live,
+            created,
+            destroyed: created - live,
+            first_serial: 1,
+            last_serial: created,
+            ..Default::default()
+        };
+        let mut s = Snapshot::new(vec![mk("app.Session", 5, 9), mk("app.Req\"x", 1, 100)]);
+        s.process = Some(ProcessInfo {
+            pid: 42,
+            program: "python app.py".into(),
+            writer_state: "alive".into(),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let s = sample();
+        let mut classes = s.classes.clone();
+        sort_classes(&mut classes, SortKey::Live, false);
+        let mut out = Vec::new();
+        write_snapshot_table(&mut out, &s, &classes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "pid 42  python app.py  writer alive\n\
+             2 classes, 6 live objects\n\
+             CLASS        LIVE  CREATED  DESTROYED  UPDATED  SERIALS\n\
+             app.Session     5        9          4        0  1..9\n\
+             app.Req\"x       1      100         99        0  1..100\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_text() {
+        let s = sample();
+        let mut out = Vec::new();
+        write_openmetrics(&mut out, &s, &s.classes[..1]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "# TYPE pytracker_objects_live gauge\n\
+             # HELP pytracker_objects_live Tracked objects alive now.\n\
+             pytracker_objects_live{pid=\"42\",program=\"python app.py\",class=\"app.Session\"} 5\n\
+             # TYPE pytracker_objects_created counter\n\
+             # HELP pytracker_objects_created Tracked objects created.\n\
+             pytracker_objects_created_total{pid=\"42\",program=\"python app.py\",class=\"app.Session\"} 9\n\
+             # TYPE pytracker_objects_destroyed counter\n\
+             # HELP pytracker_objects_destroyed Tracked objects destroyed or detached.\n\
+             pytracker_objects_destroyed_total{pid=\"42\",program=\"python app.py\",class=\"app.Session\"} 4\n\
+             # EOF\n"
+        );
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn sort_filter_top() {
+        let mut c = sample().classes;
+        sort_classes(&mut c, SortKey::Created, false);
+        assert_eq!(c[0].name, "app.Req\"x");
+        sort_classes(&mut c, SortKey::Name, true);
+        assert_eq!(c[0].name, "app.Session");
+        select(&mut c, Some("Sess"), Some(5));
+        assert_eq!(c.len(), 1);
+    }
+}

@@ -1,0 +1,46 @@
+//! Getting snapshots: from a live process's segment or from a JSON file.
+
+use std::path::Path;
+
+use tracker_core::{Snapshot, SNAPSHOT_SCHEMA_VERSION};
+use tracker_shm::{open_target, writer_state, Segment};
+
+use crate::cli::TargetArgs;
+use crate::error::{CliError, CliResult};
+
+/// Opens the segment named by `--pid` or `--path`.
+pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
+    if target.pid.is_none() && target.path.is_none() {
+        return Err(CliError::Usage(
+            "give --pid PID or --path SEGMENT (pytracker-cli ps lists them)".into(),
+        ));
+    }
+    Ok(open_target(target.pid, target.path.as_deref())?)
+}
+
+/// A snapshot of a live segment, with the writer's state.
+pub fn take(segment: &Segment) -> Snapshot {
+    segment.snapshot(writer_state(segment).label())
+}
+
+/// Reads a snapshot document written by `dump --format json`.
+pub fn load(path: &Path) -> CliResult<Snapshot> {
+    let err = |message: String| CliError::SnapshotFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let snap: Snapshot = serde_json::from_str(&text).map_err(|e| {
+        err(format!(
+            "not a pytracker snapshot: {} (expected the JSON written by `pytracker-cli dump --format json`)",
+            e
+        ))
+    })?;
+    if snap.schema_version > SNAPSHOT_SCHEMA_VERSION {
+        return Err(err(format!(
+            "snapshot schema version {} is newer than this pytracker-cli reads ({}): upgrade pytracker-cli",
+            snap.schema_version, SNAPSHOT_SCHEMA_VERSION
+        )));
+    }
+    Ok(snap)
+}

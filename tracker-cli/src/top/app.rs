@@ -1,0 +1,376 @@
+//! The state of the `pytracker-top` view, updated by samples and commands.
+//! Nothing here touches the terminal or the segment, so it is tested
+//! directly.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracker_shm::{Event, HeaderInfo, WriterState};
+
+use super::keys::{Command, Mode};
+use super::sample::Sample;
+
+/// Column titles; the first eight are sortable (keys 1-8).
+pub const COLUMNS: [&str; 9] = [
+    "CLASS",
+    "LIVE",
+    "Δ ATTACH",
+    "CREATED/S",
+    "DESTROYED/S",
+    "CREATED",
+    "DESTROYED",
+    "SERIALS",
+    "TREND",
+];
+/// Sortable columns.
+pub const SORTABLE: usize = 8;
+/// Events kept for the detail pane.
+const EVENTS_KEPT: usize = 5000;
+/// Rows moved by PgUp/PgDn.
+pub const PAGE: i64 = 10;
+
+/// Created and destroyed totals per slot.
+type Counts = HashMap<u32, (u64, u64)>;
+
+/// One class as shown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Slot in the segment.
+    pub slot: u32,
+    /// Qualified name.
+    pub name: String,
+    /// The name was cut by the writer.
+    pub truncated: bool,
+    /// Live objects.
+    pub live: u64,
+    /// Change in live since attach.
+    pub change: i64,
+    /// Creations per second over the last refresh.
+    pub created_rate: f64,
+    /// Destructions per second over the last refresh.
+    pub destroyed_rate: f64,
+    /// Created in all.
+    pub created: u64,
+    /// Destroyed in all.
+    pub destroyed: u64,
+    /// First serial.
+    pub first_serial: u64,
+    /// Last serial.
+    pub last_serial: u64,
+    /// Live-count history, oldest first (from the segment: it reaches back
+    /// before attach).
+    pub trend: Vec<u32>,
+    /// The class is growing: live above attach and trending up.
+    pub growing: bool,
+}
+
+/// The process picker shown when several processes are tracked.
+#[derive(Debug, Default)]
+pub struct Picker {
+    /// (pid, program, segment path).
+    pub entries: Vec<(u32, String, PathBuf)>,
+    /// Selected entry.
+    pub selected: usize,
+    /// Why the last pick failed.
+    pub error: Option<String>,
+}
+
+impl Picker {
+    /// A picker over `entries`.
+    pub fn new(entries: Vec<(u32, String, PathBuf)>) -> Picker {
+        Picker {
+            entries,
+            selected: 0,
+            error: None,
+        }
+    }
+
+    /// The selected entry.
+    pub fn selected(&self) -> Option<&(u32, String, PathBuf)> {
+        self.entries.get(self.selected)
+    }
+
+    /// Moves the selection.
+    pub fn apply(&mut self, cmd: Command) {
+        let last = self.entries.len().saturating_sub(1) as i64;
+        let to = match cmd {
+            Command::Move(d) => self.selected as i64 + d,
+            Command::Page(d) => self.selected as i64 + d * PAGE,
+            Command::Home => 0,
+            Command::End => last,
+            _ => return,
+        };
+        self.selected = to.clamp(0, last) as usize;
+    }
+}
+
+/// The view's state.
+#[derive(Debug)]
+pub struct App {
+    /// Refresh interval.
+    pub interval: Duration,
+    /// Header of the last sample.
+    pub header: Option<HeaderInfo>,
+    /// Writer state at the last sample.
+    pub state: Option<WriterState>,
+    /// Monotonic time of the last sample.
+    pub now_ns: u64,
+    rows: Vec<Row>,
+    attach_live: HashMap<u32, u64>,
+    previous: Option<(u64, Counts)>,
+    /// Creations per second, all classes.
+    pub created_rate: f64,
+    /// Destructions per second, all classes.
+    pub destroyed_rate: f64,
+    /// Sorted column.
+    pub sort: usize,
+    /// Sort reversed.
+    pub reverse: bool,
+    /// Filter text.
+    pub filter: String,
+    filtering: bool,
+    /// Selected row among the visible ones.
+    pub selected: usize,
+    /// Slot shown in the detail pane.
+    pub detail: Option<u32>,
+    /// Help shown.
+    pub help: bool,
+    paused: bool,
+    /// Recent events.
+    pub events: VecDeque<Event>,
+    /// Events missed since attach.
+    pub lost: u64,
+    /// Samples taken.
+    pub samples: u64,
+}
+
+impl App {
+    /// An empty view refreshed every `interval`.
+    pub fn new(interval: Duration) -> App {
+        App {
+            interval,
+            header: None,
+            state: None,
+            now_ns: 0,
+            rows: Vec::new(),
+            attach_live: HashMap::new(),
+            previous: None,
+            created_rate: 0.0,
+            destroyed_rate: 0.0,
+            sort: 1,
+            reverse: false,
+            filter: String::new(),
+            filtering: false,
+            selected: 0,
+            detail: None,
+            help: false,
+            paused: false,
+            events: VecDeque::new(),
+            lost: 0,
+            samples: 0,
+        }
+    }
+
+    /// Whether the display is frozen.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// What keys mean now.
+    pub fn mode(&self) -> Mode {
+        if self.filtering {
+            Mode::Filter
+        } else if self.help || self.detail.is_some() {
+            Mode::Overlay
+        } else {
+            Mode::Table
+        }
+    }
+
+    /// Takes in a new sample.
+    pub fn ingest(&mut self, s: Sample) {
+        let first = self.samples == 0;
+        self.samples += 1;
+        let dt = self
+            .previous
+            .as_ref()
+            .map(|(t, _)| s.now_ns.saturating_sub(*t) as f64 / 1e9)
+            .filter(|dt| *dt > 0.0);
+        let trends: HashMap<u32, &Vec<u32>> = s
+            .history
+            .per_class
+            .iter()
+            .map(|(slot, v)| (*slot, v))
+            .collect();
+        let mut counts = HashMap::new();
+        let (mut total_c, mut total_d) = (0.0, 0.0);
+        self.rows = s
+            .classes
+            .iter()
+            .map(|(slot, c)| {
+                if first {
+                    self.attach_live.insert(*slot, c.live);
+                }
+                let base = *self.attach_live.entry(*slot).or_insert(0);
+                let (pc, pd) = self
+                    .previous
+                    .as_ref()
+                    .and_then(|(_, m)| m.get(slot).copied())
+                    .unwrap_or((c.created, c.destroyed));
+                let rate = |now: u64, before: u64| {
+                    dt.map_or(0.0, |dt| now.saturating_sub(before) as f64 / dt)
+                };
+                let (cr, dr) = (rate(c.created, pc), rate(c.destroyed, pd));
+                total_c += cr;
+                total_d += dr;
+                counts.insert(*slot, (c.created, c.destroyed));
+                let trend = trends.get(slot).map(|v| v.to_vec()).unwrap_or_default();
+                let change = c.live as i64 - base as i64;
+                let rising = match (trend.first(), trend.last()) {
+                    (Some(a), Some(b)) if trend.len() >= 3 => b > a,
+                    _ => cr > dr,
+                };
+                Row {
+                    slot: *slot,
+                    name: c.name.clone(),
+                    truncated: c.name_truncated,
+                    live: c.live,
+                    change,
+                    created_rate: cr,
+                    destroyed_rate: dr,
+                    created: c.created,
+                    destroyed: c.destroyed,
+                    first_serial: c.first_serial,
+                    last_serial: c.last_serial,
+                    trend,
+                    growing: change > 0 && rising,
+                }
+            })
+            .collect();
+        self.created_rate = total_c;
+        self.destroyed_rate = total_d;
+        self.previous = Some((s.now_ns, counts));
+        self.now_ns = s.now_ns;
+        self.header = Some(s.header);
+        self.state = Some(s.state);
+        self.lost += s.lost;
+        self.events.extend(s.events);
+        while self.events.len() > EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.clamp_selection();
+    }
+
+    /// Total live objects.
+    pub fn total_live(&self) -> u64 {
+        self.rows.iter().map(|r| r.live).sum()
+    }
+
+    /// All rows (unsorted, unfiltered).
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The rows shown: filtered and sorted.
+    pub fn visible(&self) -> Vec<&Row> {
+        let f = self.filter.to_lowercase();
+        let mut rows: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| f.is_empty() || r.name.to_lowercase().contains(&f))
+            .collect();
+        let cmp = |a: &&Row, b: &&Row| -> std::cmp::Ordering {
+            let by = match self.sort {
+                0 => a.name.cmp(&b.name),
+                1 => b.live.cmp(&a.live),
+                2 => b.change.cmp(&a.change),
+                3 => b.created_rate.total_cmp(&a.created_rate),
+                4 => b.destroyed_rate.total_cmp(&a.destroyed_rate),
+                5 => b.created.cmp(&a.created),
+                6 => b.destroyed.cmp(&a.destroyed),
+                _ => b.last_serial.cmp(&a.last_serial),
+            };
+            by.then_with(|| a.name.cmp(&b.name))
+        };
+        rows.sort_by(cmp);
+        if self.reverse {
+            rows.reverse();
+        }
+        rows
+    }
+
+    /// The row in the detail pane.
+    pub fn detail_row(&self) -> Option<&Row> {
+        let slot = self.detail?;
+        self.rows.iter().find(|r| r.slot == slot)
+    }
+
+    /// Recent events of `slot`, newest first.
+    pub fn events_of(&self, slot: u32, limit: usize) -> Vec<&Event> {
+        self.events
+            .iter()
+            .rev()
+            .filter(|e| e.slot == slot)
+            .take(limit)
+            .collect()
+    }
+
+    fn clamp_selection(&mut self) {
+        let n = self.visible().len();
+        self.selected = self.selected.min(n.saturating_sub(1));
+    }
+
+    /// Applies a command (Quit is handled by the caller).
+    pub fn apply(&mut self, cmd: Command) {
+        let n = self.visible().len() as i64;
+        match cmd {
+            Command::Quit => {}
+            Command::NextSort => self.sort = (self.sort + 1) % SORTABLE,
+            Command::SortBy(c) if c < SORTABLE => {
+                if self.sort == c {
+                    self.reverse = !self.reverse;
+                } else {
+                    self.sort = c;
+                    self.reverse = false;
+                }
+            }
+            Command::SortBy(_) => {}
+            Command::Reverse => self.reverse = !self.reverse,
+            Command::StartFilter => self.filtering = true,
+            Command::FilterChar(c) => self.filter.push(c),
+            Command::FilterBackspace => {
+                self.filter.pop();
+            }
+            Command::FilterDone => self.filtering = false,
+            Command::FilterCancel => {
+                self.filter.clear();
+                self.filtering = false;
+            }
+            Command::Move(d) => {
+                self.selected = (self.selected as i64 + d).clamp(0, (n - 1).max(0)) as usize
+            }
+            Command::Page(d) => {
+                self.selected = (self.selected as i64 + d * PAGE).clamp(0, (n - 1).max(0)) as usize
+            }
+            Command::Home => self.selected = 0,
+            Command::End => self.selected = (n - 1).max(0) as usize,
+            Command::Open => {
+                self.detail = match self.detail {
+                    Some(_) => None,
+                    None => self.visible().get(self.selected).map(|r| r.slot),
+                }
+            }
+            Command::Back => {
+                if self.help {
+                    self.help = false;
+                } else {
+                    self.detail = None;
+                }
+            }
+            Command::Pause => self.paused = !self.paused,
+            Command::Help => self.help = !self.help,
+        }
+        self.clamp_selection();
+    }
+}

@@ -1,0 +1,155 @@
+//! `pytracker-top`: a live terminal view of a tracked process.
+//!
+//! * [`app`]: the view's state, fed with samples and commands (pure);
+//! * [`keys`]: key presses to commands (pure);
+//! * [`view`]: drawing the state with ratatui;
+//! * [`sample`]: reading one refresh's worth of data from a segment;
+//! * this module: the terminal and the event loop.
+
+pub mod app;
+pub mod keys;
+pub mod sample;
+pub mod view;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::DefaultTerminal;
+use tracker_shm::{list_segments, writer_state, Segment, WriterState};
+
+use crate::cli::TopCli;
+use crate::error::{CliError, CliResult};
+use app::{App, Picker};
+use keys::Command;
+
+/// Runs the TUI until the user quits.
+pub fn run(cli: &TopCli) -> CliResult<i32> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(CliError::Terminal(
+            "pytracker-top needs an interactive terminal; for a scripted or one-off view use \
+             `pytracker-cli dump --pid PID` (or `pytracker-cli ps` to find the pid)"
+                .into(),
+        ));
+    }
+    // Attach before touching the terminal, so errors print normally.
+    let segment = match (cli.pid, &cli.path) {
+        // None when several processes are tracked: pick one in the TUI.
+        (None, None) => only_live_segment()?,
+        (pid, path) => Some(tracker_shm::open_target(pid, path.as_deref())?),
+    };
+    let terminate = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, terminate.clone())
+            .map_err(|e| CliError::Terminal(format!("cannot watch for signals: {e}")))?;
+    }
+    // ratatui::try_init enters raw mode and the alternate screen, and
+    // installs a panic hook that restores the terminal before the message.
+    let mut terminal = ratatui::try_init()
+        .map_err(|e| CliError::Terminal(format!("cannot set up the terminal: {e}")))?;
+    let result = event_loop(&mut terminal, segment, cli.interval, &terminate);
+    ratatui::try_restore()
+        .map_err(|e| CliError::Terminal(format!("cannot restore the terminal: {e}")))?;
+    result
+}
+
+/// The single live segment, `None` when there are several, an error when
+/// there is none.
+fn only_live_segment() -> CliResult<Option<Segment>> {
+    let mut live: Vec<Segment> = list_segments()
+        .into_iter()
+        .filter_map(|e| e.segment.ok())
+        .filter(|s| writer_state(s) == WriterState::Alive)
+        .collect();
+    match live.len() {
+        0 => Err(CliError::Terminal(
+            "no tracked process is running: start one with PYTRACKER_EXPORT=1 or pytracker.start_exporter(), \
+             or give --pid"
+                .into(),
+        )),
+        1 => Ok(live.pop()),
+        _ => Ok(None),
+    }
+}
+
+fn picker_entries() -> Vec<(u32, String, std::path::PathBuf)> {
+    list_segments()
+        .into_iter()
+        .filter_map(|e| {
+            let seg = e.segment.ok()?;
+            (writer_state(&seg) == WriterState::Alive)
+                .then(|| (seg.header().pid, seg.header().program, e.path))
+        })
+        .collect()
+}
+
+fn event_loop(
+    terminal: &mut DefaultTerminal,
+    mut segment: Option<Segment>,
+    interval: Duration,
+    terminate: &AtomicBool,
+) -> CliResult<i32> {
+    let mut picker = segment.is_none().then(|| Picker::new(picker_entries()));
+    let mut app = App::new(interval);
+    let mut reader = segment.as_ref().map(sample::Reader::new);
+    let mut next_refresh = Instant::now();
+    let draw_err = |e: std::io::Error| CliError::Terminal(format!("cannot draw: {e}"));
+    loop {
+        if terminate.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        if let (Some(seg), Some(r)) = (&segment, &mut reader) {
+            if Instant::now() >= next_refresh {
+                if !app.paused() {
+                    app.ingest(r.read(seg));
+                }
+                next_refresh = Instant::now() + interval;
+            }
+        }
+        terminal
+            .draw(|f| match &picker {
+                Some(p) => view::draw_picker(f, p),
+                None => view::draw(f, &app),
+            })
+            .map_err(draw_err)?;
+        let wait = next_refresh
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(250));
+        if !event::poll(wait).map_err(draw_err)? {
+            continue;
+        }
+        let key = match event::read().map_err(draw_err)? {
+            Event::Key(k) if k.kind != KeyEventKind::Release => k,
+            _ => continue, // resize and others: redrawn on the next pass
+        };
+        if let Some(p) = &mut picker {
+            match keys::picker_command(key) {
+                Some(Command::Quit) => return Ok(0),
+                Some(Command::Open) => {
+                    if let Some((_, _, path)) = p.selected() {
+                        match Segment::open(path) {
+                            Ok(seg) => {
+                                reader = Some(sample::Reader::new(&seg));
+                                segment = Some(seg);
+                                picker = None;
+                                next_refresh = Instant::now();
+                            }
+                            Err(e) => p.error = Some(e.to_string()),
+                        }
+                    }
+                }
+                Some(c) => p.apply(c),
+                None => {}
+            }
+            continue;
+        }
+        if let Some(cmd) = keys::command_for(key, app.mode()) {
+            if cmd == Command::Quit {
+                return Ok(0);
+            }
+            app.apply(cmd);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! One refresh's worth of data from a segment.
+
+use tracker_core::ClassSnapshot;
+use tracker_shm::{
+    monotonic_ns, writer_state, Event, EventCursor, HeaderInfo, History, Segment, WriterState,
+};
+
+/// Everything the view needs from one read of the segment.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// The header.
+    pub header: HeaderInfo,
+    /// The writer's state.
+    pub state: WriterState,
+    /// This host's `CLOCK_MONOTONIC` at the read, ns.
+    pub now_ns: u64,
+    /// Published classes with their slots.
+    pub classes: Vec<(u32, ClassSnapshot)>,
+    /// The history kept in the segment.
+    pub history: History,
+    /// Events published since the previous read.
+    pub events: Vec<Event>,
+    /// Events missed since the previous read.
+    pub lost: u64,
+}
+
+/// Reads samples, following the event ring between reads.
+pub struct Reader {
+    cursor: EventCursor,
+}
+
+impl Reader {
+    /// Starts at the oldest event still in the ring.
+    pub fn new(segment: &Segment) -> Reader {
+        Reader {
+            cursor: segment.events_from_oldest(),
+        }
+    }
+
+    /// Reads one sample.
+    pub fn read(&mut self, segment: &Segment) -> Sample {
+        let mut events = Vec::new();
+        let lost = segment.poll_events(&mut self.cursor, &mut events);
+        Sample {
+            header: segment.header(),
+            state: writer_state(segment),
+            now_ns: monotonic_ns(),
+            classes: segment.classes(),
+            history: segment.history(),
+            events,
+            lost,
+        }
+    }
+}

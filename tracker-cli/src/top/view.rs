@@ -1,0 +1,341 @@
+//! Drawing the view with ratatui.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row as TableRow, Sparkline, Table,
+    TableState,
+};
+use ratatui::Frame;
+use tracker_shm::WriterState;
+
+use super::app::{App, Picker, Row, COLUMNS};
+use crate::commands::ps::format_uptime;
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A one-line sparkline of the last `width` values.
+pub fn spark(values: &[u32], width: usize) -> String {
+    let tail = &values[values.len().saturating_sub(width)..];
+    let (Some(min), Some(max)) = (tail.iter().min(), tail.iter().max()) else {
+        return String::new();
+    };
+    let span = (max - min).max(1) as f64;
+    tail.iter()
+        .map(|v| BARS[(((v - min) as f64 / span) * 7.0).round() as usize])
+        .collect()
+}
+
+fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn signed(v: i64) -> String {
+    if v > 0 {
+        format!("+{v}")
+    } else {
+        v.to_string()
+    }
+}
+
+fn header_lines(app: &App) -> Vec<Line<'static>> {
+    let Some(h) = &app.header else {
+        return vec![Line::from("attaching…")];
+    };
+    let state = app.state.unwrap_or(WriterState::Alive);
+    let uptime = tracker_core::now_unix_ms().saturating_sub(h.created_unix_ms) / 1000;
+    let beat = app.now_ns.saturating_sub(h.heartbeat_ns) as f64 / 1e9;
+    let state_style = if state == WriterState::Alive {
+        Style::new().fg(Color::Green)
+    } else {
+        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+    };
+    let program: String = h.program.chars().take(60).collect();
+    let mut first = vec![
+        Span::styled(
+            format!("pid {}", h.pid),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            "  {program}  up {}  writer ",
+            format_uptime(uptime)
+        )),
+        Span::styled(state.label().to_string(), state_style),
+        Span::raw(format!(" (heartbeat {beat:.1}s ago)")),
+    ];
+    if app.paused() {
+        first.push(Span::styled(
+            "  PAUSED",
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let mut lines = vec![
+        Line::from(first),
+        Line::from(format!(
+            "live {}  created {}/s  destroyed {}/s  classes {}{}",
+            app.total_live(),
+            rate(app.created_rate),
+            rate(app.destroyed_rate),
+            app.rows().len(),
+            if app.lost > 0 {
+                format!("  ({} events missed)", app.lost)
+            } else {
+                String::new()
+            }
+        )),
+    ];
+    if state != WriterState::Alive {
+        lines.push(Line::styled(
+            format!("target {}: showing its last data", state.label()),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    lines
+}
+
+fn table_row(r: &Row, trend_width: usize) -> TableRow<'static> {
+    let mut name = if r.growing {
+        format!("▲ {}", r.name)
+    } else {
+        format!("  {}", r.name)
+    };
+    if r.truncated {
+        name.push('…');
+    }
+    let cells = vec![
+        Cell::from(name),
+        Cell::from(r.live.to_string()),
+        Cell::from(signed(r.change)),
+        Cell::from(rate(r.created_rate)),
+        Cell::from(rate(r.destroyed_rate)),
+        Cell::from(r.created.to_string()),
+        Cell::from(r.destroyed.to_string()),
+        Cell::from(format!("{}..{}", r.first_serial, r.last_serial)),
+        Cell::from(spark(&r.trend, trend_width)),
+    ];
+    let style = if r.growing {
+        Style::new().fg(Color::Red)
+    } else {
+        Style::new()
+    };
+    TableRow::new(cells).style(style)
+}
+
+/// Draws the main view.
+pub fn draw(f: &mut Frame<'_>, app: &App) {
+    let header = header_lines(app);
+    let [top, body, footer] = Layout::vertical([
+        Constraint::Length(header.len() as u16),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    f.render_widget(Paragraph::new(header), top);
+
+    let (table_area, detail_area) = if app.detail.is_some() && body.height >= 12 {
+        let [a, b] =
+            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+        (a, Some(b))
+    } else if app.detail.is_some() {
+        (Rect::default(), Some(body))
+    } else {
+        (body, None)
+    };
+    if table_area.height > 0 {
+        draw_table(f, app, table_area);
+    }
+    if let Some(area) = detail_area {
+        draw_detail(f, app, area);
+    }
+    let hint = if app.mode() == super::keys::Mode::Filter {
+        Line::from(vec![
+            Span::styled("filter: ", Style::new().fg(Color::Yellow)),
+            Span::raw(format!("{}▏", app.filter)),
+        ])
+    } else {
+        let filter = if app.filter.is_empty() {
+            String::new()
+        } else {
+            format!("  filter \"{}\"", app.filter)
+        };
+        Line::from(format!("q quit  s/1-8 sort  r reverse  / filter  ↑↓ scroll  Enter details  p pause  ? help{filter}"))
+    };
+    f.render_widget(
+        Paragraph::new(hint).style(Style::new().add_modifier(Modifier::DIM)),
+        footer,
+    );
+    if app.help {
+        draw_help(f);
+    }
+}
+
+fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let visible = app.visible();
+    let headers: Vec<Cell> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mark = if i == app.sort {
+                if app.reverse {
+                    " ▲"
+                } else {
+                    " ▼"
+                }
+            } else {
+                ""
+            };
+            Cell::from(format!("{c}{mark}"))
+        })
+        .collect();
+    let trend_width = 16;
+    let rows: Vec<TableRow> = visible.iter().map(|r| table_row(r, trend_width)).collect();
+    let widths = [
+        Constraint::Min(20),
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(13),
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(17),
+        Constraint::Length(trend_width as u16),
+    ];
+    let title = format!(" classes {}/{} ", visible.len(), app.rows().len());
+    let table = Table::new(rows, widths)
+        .header(
+            TableRow::new(headers)
+                .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
+        )
+        .block(Block::bordered().title(title))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state =
+        TableState::default().with_selected((!visible.is_empty()).then_some(app.selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_detail(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let Some(row) = app.detail_row() else {
+        f.render_widget(
+            Paragraph::new("class no longer present").block(Block::bordered()),
+            area,
+        );
+        return;
+    };
+    let block = Block::bordered().title(format!(" {} ", row.name));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [stats, chart, events] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(5),
+        Constraint::Min(1),
+    ])
+    .areas(inner);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(format!(
+                "live {} ({} since attach)  created {} ({}/s)  destroyed {} ({}/s)",
+                row.live,
+                signed(row.change),
+                row.created,
+                rate(row.created_rate),
+                row.destroyed,
+                rate(row.destroyed_rate)
+            )),
+            Line::from(format!(
+                "serials {}..{}  history: {} samples",
+                row.first_serial,
+                row.last_serial,
+                row.trend.len()
+            )),
+        ]),
+        stats,
+    );
+    let data: Vec<u64> = row.trend.iter().map(|v| u64::from(*v)).collect();
+    f.render_widget(
+        Sparkline::default()
+            .block(Block::bordered().title(" live count history "))
+            .data(&data)
+            .style(Style::new().fg(if row.growing { Color::Red } else { Color::Cyan })),
+        chart,
+    );
+    let items: Vec<ListItem> = app
+        .events_of(row.slot, events.height as usize)
+        .into_iter()
+        .map(|e| {
+            let age = app.now_ns.saturating_sub(e.time_ns) as f64 / 1e9;
+            ListItem::new(format!(
+                "{age:>8.1}s ago  {:<9}  #{}",
+                e.kind.name(),
+                e.serial
+            ))
+        })
+        .collect();
+    let title = if items.is_empty() {
+        " recent events: none in the ring "
+    } else {
+        " recent events "
+    };
+    f.render_widget(
+        List::new(items).block(Block::bordered().title(title)),
+        events,
+    );
+}
+
+fn draw_help(f: &mut Frame<'_>) {
+    let text = [
+        "q, Esc, Ctrl-C   quit",
+        "s, Tab           sort by the next column",
+        "1 … 8            sort by that column (again: reverse)",
+        "r                reverse the sort",
+        "/                filter by name (Enter keeps, Esc clears)",
+        "↑ ↓ j k          move",
+        "PgUp PgDn        move a page",
+        "Home End         first / last class",
+        "Enter            details of the class (history, events)",
+        "p, Space         freeze the display (the target keeps running)",
+        "?                this help",
+        "",
+        "▲ red rows: live count above attach time and rising",
+    ];
+    let area = f.area();
+    let w = 64.min(area.width);
+    let h = (text.len() as u16 + 2).min(area.height);
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, rect);
+    f.render_widget(
+        Paragraph::new(text.iter().map(|l| Line::from(*l)).collect::<Vec<_>>())
+            .block(Block::bordered().title(" keys ")),
+        rect,
+    );
+}
+
+/// Draws the process picker.
+pub fn draw_picker(f: &mut Frame<'_>, p: &Picker) {
+    let [list_area, footer] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+    let items: Vec<ListItem> = p
+        .entries
+        .iter()
+        .map(|(pid, program, _)| ListItem::new(format!("{pid:>8}  {program}")))
+        .collect();
+    let list = List::new(items)
+        .block(Block::bordered().title(" tracked processes: pick one "))
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(Some(p.selected));
+    f.render_stateful_widget(list, list_area, &mut state);
+    let hint = p
+        .error
+        .clone()
+        .unwrap_or_else(|| "↑↓ choose  Enter open  q quit".into());
+    f.render_widget(Paragraph::new(hint), footer);
+}
