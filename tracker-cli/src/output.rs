@@ -35,9 +35,9 @@ pub fn select(classes: &mut Vec<ClassSnapshot>, filter: Option<&str>, top: Optio
     }
 }
 
-/// A table of rows of cells; the first row is the header. Columns after the
-/// first are right-aligned (numbers).
-pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> CliResult<()> {
+/// A table of rows of cells; the first row is the header. The columns
+/// listed in `right` are right-aligned (numbers), the others left-aligned.
+pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[usize]) -> CliResult<()> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -55,7 +55,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>]) -> CliResult<()> {
                 line.push_str("  ");
             }
             let pad = widths[c] - cell.chars().count();
-            if c == 0 || c + 1 == row.len() && !cell.chars().all(|ch| ch.is_ascii_digit()) {
+            if !right.contains(&c) {
                 line.push_str(cell);
                 line.push_str(&" ".repeat(pad));
             } else {
@@ -119,7 +119,7 @@ pub fn write_snapshot_table(
             format!("{}..{}", c.first_serial, c.last_serial),
         ]);
     }
-    write_table(out, &rows)
+    write_table(out, &rows, &[1, 2, 3, 4])
 }
 
 /// The snapshot document, pretty-printed.

@@ -39,6 +39,26 @@ fn version() -> u32 {
     1
 }
 
+/// Runs `pytracker-cli` with `argv` (program name first); returns the exit
+/// code. The GIL is released while it runs.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
+    py.detach(|| tracker_cli::main_cli(argv))
+}
+
+/// Runs `pytracker-top` with `argv` (program name first); returns the exit
+/// code. The GIL is released while it runs.
+#[pyfunction]
+fn top_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
+    py.detach(|| tracker_cli::main_top(argv))
+}
+
+/// The most recently issued serial (0 before the first object).
+#[pyfunction]
+fn last_serial() -> u64 {
+    tracker_core::last_issued()
+}
+
 /// Called at interpreter exit: stops calling Python trackers.
 #[pyfunction]
 fn _shutdown() {
@@ -115,6 +135,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_global_tracker, m)?)?;
     m.add_function(wrap_pyfunction!(get_global_tracker, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(last_serial, m)?)?;
+    m.add_function(wrap_pyfunction!(top_main, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     Ok(())
 }

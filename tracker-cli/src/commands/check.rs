@@ -170,6 +170,16 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
     };
     let baseline = args.baseline.as_deref().map(snapshots::load).transpose()?;
     let broken = evaluate(&snap, baseline.as_ref(), &rules, args.max_total);
+    for rule in rules
+        .iter()
+        .filter(|r| !snap.classes.iter().any(|c| r.pattern.matches(&c.name)))
+    {
+        writeln!(
+            out,
+            "note: no class matches {:?} (class names are qualified: module.Class)",
+            rule.pattern_text
+        )?;
+    }
     if broken.is_empty() {
         writeln!(
             out,

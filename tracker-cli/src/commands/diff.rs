@@ -101,7 +101,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> CliResult<i32> {
                     signed(d.destroyed),
                 ]);
             }
-            write_table(out, &rows)?;
+            write_table(out, &rows, &[1, 2, 3, 4])?;
         }
         other => {
             return Err(CliError::Usage(format!(

@@ -105,7 +105,7 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                     r.segment.clone(),
                 ]);
             }
-            write_table(out, &table)?;
+            write_table(out, &table, &[0, 2, 3, 4])?;
         }
     }
     Ok(0)

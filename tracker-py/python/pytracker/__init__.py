@@ -21,11 +21,13 @@ from ._native import (
     version,
 )
 from ._exporter import get_exporter, start_exporter
+from ._leaks import LeakError, leak_check
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
 
 __all__ = [
     "CountingTracker",
+    "LeakError",
     "SegmentError",
     "ShmTracker",
     "Trackable",
@@ -35,6 +37,7 @@ __all__ = [
     "dump_on_signal",
     "get_exporter",
     "get_global_tracker",
+    "leak_check",
     "read_snapshot",
     "set_global_tracker",
     "start_exporter",

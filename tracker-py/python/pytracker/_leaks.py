@@ -1,0 +1,100 @@
+"""Finding Trackable objects that outlive a block of code."""
+
+import fnmatch
+import gc
+
+from . import _native
+
+__all__ = ["LeakError", "leak_check", "find_leaks", "format_leaks"]
+
+
+class LeakError(AssertionError):
+    """Trackable objects created inside a checked block are still alive.
+
+    ``leaks`` maps each class's qualified name to the sorted serials left.
+    """
+
+    def __init__(self, message, leaks):
+        super().__init__(message)
+        self.leaks = leaks
+
+
+def _qualified(cls):
+    module = getattr(cls, "__module__", None)
+    qual = getattr(cls, "__qualname__", cls.__name__)
+    return qual if module in (None, "builtins") else "%s.%s" % (module, qual)
+
+
+def find_leaks(since_serial):
+    """Trackable objects alive now that were created after ``since_serial``,
+    after a full garbage collection: ``{qualified class name: [serials]}``."""
+    gc.collect()
+    found = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, _native.Trackable):
+            serial = obj._get_tracker_serial()
+            if serial > since_serial:
+                found.setdefault(_qualified(type(obj)), []).append(serial)
+    for serials in found.values():
+        serials.sort()
+    return found
+
+
+def _limit(name, allowed, default):
+    short = name.rsplit(".", 1)[-1]
+    for pattern, limit in allowed.items():
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(short, pattern):
+            return limit
+    return default
+
+
+def over_limits(leaks, allowed=None, default=0):
+    """The part of ``leaks`` beyond the allowed counts."""
+    allowed = allowed or {}
+    return {name: serials for name, serials in leaks.items() if len(serials) > _limit(name, allowed, default)}
+
+
+def format_leaks(leaks, shown=5):
+    """A few short lines: one per class, with the count and a few serials."""
+    total = sum(len(s) for s in leaks.values())
+    lines = ["%d Trackable object%s left alive:" % (total, "" if total == 1 else "s")]
+    for name in sorted(leaks, key=lambda n: (-len(leaks[n]), n)):
+        serials = leaks[name]
+        listed = ", ".join(str(s) for s in serials[:shown])
+        if len(serials) > shown:
+            listed += ", ... (%d more)" % (len(serials) - shown)
+        lines.append("  %s: %d (serial%s %s)" % (name, len(serials), "" if len(serials) == 1 else "s", listed))
+    return "\n".join(lines)
+
+
+class leak_check(object):
+    """Context manager failing when Trackable objects created inside it are
+    still alive at its end (after ``gc.collect()``).
+
+    ``max`` maps class names or glob patterns (qualified ``module.Class`` or
+    bare ``Class``) to the number allowed to stay alive; ``default`` is the
+    allowance for other classes. Raises :class:`LeakError`; the objects
+    found are in ``check.leaks`` either way::
+
+        with pytracker.leak_check(max={"app.Session": 1}):
+            handle_request()
+    """
+
+    def __init__(self, max=None, default=0):
+        self.allowed = dict(max or {})
+        self.default = default
+        self.leaks = {}
+        self._start = None
+
+    def __enter__(self):
+        self._start = _native.last_serial()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.leaks = find_leaks(self._start)
+        if exc_type is not None:
+            return False
+        broken = over_limits(self.leaks, self.allowed, self.default)
+        if broken:
+            raise LeakError(format_leaks(broken), broken)
+        return False
