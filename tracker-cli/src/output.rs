@@ -35,6 +35,23 @@ pub fn select(classes: &mut Vec<ClassSnapshot>, filter: Option<&str>, top: Optio
     }
 }
 
+/// `text` on one line (control characters and runs of white space become
+/// one space), cut to `max` characters with an ellipsis.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 /// A table of rows of cells; the first row is the header. The columns
 /// listed in `right` are right-aligned (numbers), the others left-aligned.
 pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[usize]) -> CliResult<()> {
@@ -78,7 +95,9 @@ pub fn write_snapshot_table(
         writeln!(
             out,
             "pid {}  {}  writer {}",
-            p.pid, p.program, p.writer_state
+            p.pid,
+            one_line(&p.program, 100),
+            p.writer_state
         )?;
     }
     writeln!(
@@ -178,7 +197,7 @@ pub fn write_openmetrics(
     classes: &[ClassSnapshot],
 ) -> CliResult<()> {
     let (pid, program) = snap.process.as_ref().map_or((0, String::new()), |p| {
-        let program: String = p.program.chars().take(200).collect();
+        let program = one_line(&p.program, 200);
         (p.pid, program)
     });
     type Family = (
@@ -292,6 +311,15 @@ mod tests {
              # EOF\n"
         );
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn one_line_flattens_and_cuts() {
+        assert_eq!(
+            one_line("python -c \nimport x\n\tx.run()", 100),
+            "python -c import x x.run()"
+        );
+        assert_eq!(one_line("abcdef", 4), "abc…");
     }
 
     #[test]

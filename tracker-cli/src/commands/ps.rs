@@ -7,7 +7,7 @@ use tracker_shm::{list_segments, writer_state};
 
 use crate::cli::{PsArgs, PsFormat};
 use crate::error::CliResult;
-use crate::output::{write_json, write_table};
+use crate::output::{one_line, write_json, write_table};
 
 /// One row of `ps`.
 #[derive(Debug, Serialize)]
@@ -94,7 +94,7 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
             .to_vec()];
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             for r in &rows {
-                let program: String = r.program.chars().take(40).collect();
+                let program = one_line(&r.program, 40);
                 table.push(vec![
                     r.pid.to_string(),
                     program,

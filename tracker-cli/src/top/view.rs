@@ -55,7 +55,7 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     } else {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     };
-    let program: String = h.program.chars().take(60).collect();
+    let program = crate::output::one_line(&h.program, 60);
     let mut first = vec![
         Span::styled(
             format!("pid {}", h.pid),
@@ -326,7 +326,12 @@ pub fn draw_picker(f: &mut Frame<'_>, p: &Picker) {
     let items: Vec<ListItem> = p
         .entries
         .iter()
-        .map(|(pid, program, _)| ListItem::new(format!("{pid:>8}  {program}")))
+        .map(|(pid, program, _)| {
+            ListItem::new(format!(
+                "{pid:>8}  {}",
+                crate::output::one_line(program, 100)
+            ))
+        })
         .collect();
     let list = List::new(items)
         .block(Block::bordered().title(" tracked processes: pick one "))

@@ -1,0 +1,268 @@
+"""pytracker-cli: the real binary against real tracked processes."""
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import stat
+
+import pytest
+
+from tools import TrackedProcess, binary, run_tool
+
+
+@pytest.fixture
+def shm_dir(tmp_path, monkeypatch):
+    d = tmp_path / "shm"
+    d.mkdir()
+    monkeypatch.setenv("PYTRACKER_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def proc(shm_dir):
+    p = TrackedProcess(shm_dir)
+    p.make("Order", 1000, 120)
+    p.make("Line", 50, 50)
+    p.make("Audit", 7, 0)
+    yield p
+    p.kill()
+
+
+def cli(*args, **kw):
+    return run_tool("pytracker-cli", *args, **kw)
+
+
+def ok(*args):
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    return r.stdout
+
+
+def test_help_for_every_subcommand():
+    for sub in ("ps", "dump", "diff", "check", "clean"):
+        r = cli(sub, "--help")
+        assert r.returncode == 0
+        assert "Examples:" in r.stdout
+    assert cli("--version").stdout.startswith("pytracker-cli ")
+    r = cli("frobnicate")
+    assert r.returncode == 2
+    assert "unrecognized subcommand" in r.stderr
+
+
+def test_ps_lists_the_process(proc, shm_dir):
+    out = ok("ps")
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["PID", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE"]
+    row = [l for l in lines if l.split()[0] == str(proc.pid)]
+    assert len(row) == 1
+    assert " 170 " in row[0] and " 3 " in row[0] and "alive" in row[0]
+    data = json.loads(ok("ps", "--format", "json"))
+    (me,) = [r for r in data if r["pid"] == proc.pid]
+    assert (me["live"], me["classes"], me["state"]) == (170, 3, "alive")
+    assert me["segment"].startswith(str(shm_dir))
+
+
+def test_dump_table_sorted_filtered_top(proc):
+    out = ok("dump", "--pid", proc.pid)
+    lines = out.splitlines()
+    assert lines[0].startswith("pid %d " % proc.pid) and "writer alive" in lines[0]
+    assert lines[1] == "3 classes, 170 live objects"
+    assert lines[2].split() == ["CLASS", "LIVE", "CREATED", "DESTROYED", "UPDATED", "SERIALS"]
+    body = [l.split() for l in lines[3:]]
+    assert [r[:5] for r in body] == [
+        ["__main__.Order", "120", "1000", "880", "0"],
+        ["__main__.Line", "50", "50", "0", "0"],
+        ["__main__.Audit", "0", "7", "7", "0"],
+    ]
+    out = ok("dump", "--pid", proc.pid, "--sort", "name", "--top", "2")
+    assert [l.split()[0] for l in out.splitlines()[3:]] == ["__main__.Audit", "__main__.Line"]
+    out = ok("dump", "--pid", proc.pid, "--filter", "Lin")
+    assert [l.split()[0] for l in out.splitlines()[3:]] == ["__main__.Line"]
+    out = ok("dump", "--pid", proc.pid, "--sort", "created", "--reverse")
+    assert [l.split()[0] for l in out.splitlines()[3:]][0] == "__main__.Audit"
+
+
+def test_dump_json_csv_openmetrics(proc):
+    snap = json.loads(ok("dump", "--pid", proc.pid, "--format", "json"))
+    assert snap["schema_version"] == 1
+    assert snap["process"]["pid"] == proc.pid
+    assert snap["process"]["writer_state"] == "alive"
+    by = {c["name"]: c for c in snap["classes"]}
+    assert by["__main__.Order"]["live"] == 120 and by["__main__.Order"]["created"] == 1000
+    assert set(by["__main__.Line"]) >= {"name", "live", "created", "destroyed", "updated", "first_serial", "last_serial"}
+
+    rows = list(csv.DictReader(io.StringIO(ok("dump", "--pid", proc.pid, "--format", "csv"))))
+    assert {r["name"]: int(r["live"]) for r in rows} == {"__main__.Order": 120, "__main__.Line": 50, "__main__.Audit": 0}
+
+    text = ok("dump", "--pid", proc.pid, "--format", "openmetrics")
+    lines = text.splitlines()
+    assert lines[-1] == "# EOF"
+    sample = re.compile(r'^(pytracker_objects_(live|created_total|destroyed_total))\{pid="(\d+)",program="([^"\\]|\\.)*",class="([^"]+)"\} (\d+)$')
+    families = {}
+    for line in lines[:-1]:
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            families[name] = kind
+            continue
+        if line.startswith("# HELP "):
+            continue
+        m = sample.match(line)
+        assert m, line
+        assert int(m.group(3)) == proc.pid
+    assert families == {
+        "pytracker_objects_live": "gauge",
+        "pytracker_objects_created": "counter",
+        "pytracker_objects_destroyed": "counter",
+    }
+    assert 'pytracker_objects_live{pid="%d"' % proc.pid in text
+    assert re.search(r'class="__main__.Order"\} 120$', text, re.M)
+
+
+def test_diff_files_and_live(proc, tmp_path):
+    before = tmp_path / "before.json"
+    after = tmp_path / "after.json"
+    before.write_text(ok("dump", "--pid", proc.pid, "--format", "json"))
+    proc.make("Line", 30, 30)
+    proc.make("Order", 10, 0)
+    after.write_text(ok("dump", "--pid", proc.pid, "--format", "json"))
+    out = ok("diff", before, after)
+    lines = out.splitlines()
+    assert lines[1].split()[:2] == ["CLASS", "LIVE"]
+    assert lines[2].split() == ["__main__.Line", "80", "+30", "+30", "0"]
+    assert lines[3].split() == ["__main__.Order", "120", "0", "+10", "+10"]
+    assert len(lines) == 4  # Audit did not change
+    data = json.loads(ok("diff", before, after, "--format", "json"))
+    assert data[0]["name"] == "__main__.Line" and data[0]["live"] == 30
+    out = ok("diff", "--pid", proc.pid, "--interval", "200ms")
+    assert "0 classes changed" in out
+
+
+def test_check_exit_codes(proc, tmp_path):
+    assert cli("check", "--pid", proc.pid, "--max", "__main__.Order=120").returncode == 0
+    r = cli("check", "--pid", proc.pid, "--max", "*.Order=100", "--max-total", "100")
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0] == "FAILED: 2 rule(s) broken"
+    assert "__main__.Order: 120 live, more than --max *.Order=100 allows (20 over)" in r.stdout
+    assert "170 live, more than --max-total 100" in r.stdout
+    base = tmp_path / "base.json"
+    base.write_text(ok("dump", "--pid", proc.pid, "--format", "json"))
+    # stable program: growth rules hold
+    assert cli("check", "--pid", proc.pid, "--baseline", base, "--max-growth", "*=0").returncode == 0
+    proc.make("Line", 5, 5)
+    r = cli("check", "--pid", proc.pid, "--baseline", base, "--max-growth", "*=2")
+    assert r.returncode == 1 and "__main__.Line: grew by 5 (50 -> 55)" in r.stdout
+    r = cli("check", "--pid", proc.pid, "--baseline", base, "--max-growth-pct", "5")
+    assert r.returncode == 1 and "10.0%" in r.stdout
+    assert cli("check", "--pid", proc.pid, "--baseline", base, "--max-growth-pct", "__main__.Line=10").returncode == 0
+    # a snapshot file works as well as a live pid
+    snap = tmp_path / "now.json"
+    snap.write_text(ok("dump", "--pid", proc.pid, "--format", "json"))
+    assert cli("check", snap, "--max", "*=200").returncode == 0
+    assert cli("check", snap, "--max", "*=10").returncode == 1
+
+
+def test_check_usage_and_input_errors(proc, tmp_path):
+    r = cli("check", "--pid", proc.pid)
+    assert r.returncode == 2 and "no rule given" in r.stderr
+    r = cli("check", "--pid", proc.pid, "--max", "Order")
+    assert r.returncode == 2 and "expected CLASS=N" in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "schema_version": 1,\n  "taken_unix_ms": 1,\n  "classes": [{"name": "x"}]\n}\n')
+    r = cli("check", bad, "--max", "*=1")
+    assert r.returncode == 2
+    assert str(bad) in r.stderr and "missing field `live`" in r.stderr and "line 4" in r.stderr
+    notjson = tmp_path / "garbage.json"
+    notjson.write_text("hello")
+    r = cli("diff", notjson, bad)
+    assert r.returncode == 2 and "not a pytracker snapshot" in r.stderr
+    assert "panicked" not in r.stderr and "RUST_BACKTRACE" not in r.stderr
+
+
+def test_error_messages(proc, shm_dir, tmp_path):
+    r = cli("dump", "--pid", 2**31 - 3)
+    assert r.returncode == 2
+    assert r.stderr == "pytracker-cli: error: no process with pid %d: check the pid (pytracker-cli ps lists tracked processes)\n" % (2**31 - 3)
+    untracked = TrackedProcess(shm_dir, export=False)
+    try:
+        r = cli("dump", "--pid", untracked.pid)
+        assert r.returncode == 2
+        assert "not exporting a pytracker segment" in r.stderr
+        assert "pytracker.start_exporter()" in r.stderr and "PYTRACKER_EXPORT=1" in r.stderr
+    finally:
+        untracked.kill()
+    bad = tmp_path / "pytracker-0-1-1-0"
+    bad.write_bytes(b"x" * 8192)
+    r = cli("dump", "--path", bad)
+    assert r.returncode == 2 and "not a pytracker segment" in r.stderr
+    # a segment of a newer layout
+    (seg,) = [p for p in shm_dir.iterdir() if p.name.startswith("pytracker-")]
+    data = bytearray(seg.read_bytes())
+    data[12:16] = (2).to_bytes(4, "little")
+    newer = tmp_path / "newer"
+    newer.write_bytes(bytes(data))
+    r = cli("dump", "--path", newer)
+    assert r.returncode == 2
+    assert "layout version 2" in r.stderr and "supports version 1" in r.stderr
+    r = cli("dump")
+    assert r.returncode == 2 and "--pid" in r.stderr
+
+
+def test_permission_denied_for_other_users(proc, shm_dir):
+    if os.getuid() != 0:
+        pytest.fail("this test needs root to act as another user (CI runs as root)")
+    cli_path = binary("pytracker-cli")
+    for d in (shm_dir, shm_dir.parent):
+        os.chmod(d, 0o755)
+    (seg,) = [p for p in shm_dir.iterdir() if p.name.startswith("pytracker-")]
+    assert stat.S_IMODE(seg.stat().st_mode) == 0o600
+    import subprocess
+
+    r = subprocess.run(
+        [cli_path, "dump", "--path", str(seg)],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "permission denied" in r.stderr and "run as that user" in r.stderr
+
+
+def test_clean_removes_only_dead_writers(proc, shm_dir):
+    victim = TrackedProcess(shm_dir)
+    victim.make("Order", 3, 3)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    segs = sorted(p.name for p in shm_dir.iterdir())
+    assert len(segs) == 2
+    out = ok("ps")
+    assert "exited" in out
+    out = ok("clean")
+    assert "would remove" in out and "pid %d, exited" % victim.pid in out
+    assert len(list(shm_dir.iterdir())) == 2, "dry run removes nothing"
+    out = ok("clean", "--yes")
+    assert "removed" in out
+    left = [p.name for p in shm_dir.iterdir()]
+    assert len(left) == 1 and "-%d-" % proc.pid in left[0]
+    assert "nothing to clean" in ok("clean")
+
+
+def test_python_console_scripts_are_installed(proc):
+    import shutil
+    import sys
+
+    scripts = os.path.dirname(sys.executable)
+    cli_script = os.path.join(scripts, "pytracker-cli")
+    top_script = os.path.join(scripts, "pytracker-top")
+    assert os.access(cli_script, os.X_OK) and os.access(top_script, os.X_OK)
+    import subprocess
+
+    r = subprocess.run([cli_script, "dump", "--pid", str(proc.pid), "--format", "json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["process"]["pid"] == proc.pid
+    r = subprocess.run([top_script, "--pid", str(proc.pid)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "pytracker-cli dump" in r.stderr
