@@ -1,0 +1,306 @@
+//! pytracker-top's view drawn onto ratatui's TestBackend.
+
+use std::time::Duration;
+
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use tracker_cli::top::app::App;
+use tracker_cli::top::keys::Command;
+use tracker_cli::top::sample::Sample;
+use tracker_cli::top::view;
+use tracker_core::{ClassSnapshot, EventKind};
+use tracker_shm::{Event, HeaderInfo, History, WriterState};
+
+const SEC: u64 = 1_000_000_000;
+
+fn header() -> HeaderInfo {
+    HeaderInfo {
+        version: (1, 0),
+        pid: 4242,
+        start_time: 1,
+        program: "python service.py --port 8080".into(),
+        created_unix_ms: tracker_core::now_unix_ms() - 65_000,
+        created_mono_ns: 0,
+        heartbeat_ns: 100 * SEC,
+        state: 1,
+        events: true,
+        classes_dropped: 0,
+        names_truncated: 0,
+        history_period_ms: 1000,
+    }
+}
+
+fn class(name: &str, live: u64, created: u64) -> ClassSnapshot {
+    ClassSnapshot {
+        name: name.into(),
+        live,
+        created,
+        destroyed: created - live,
+        first_serial: 1,
+        last_serial: created,
+        ..Default::default()
+    }
+}
+
+fn sample(
+    t: u64,
+    classes: &[(u32, ClassSnapshot)],
+    trends: &[(u32, Vec<u32>)],
+    state: WriterState,
+) -> Sample {
+    Sample {
+        header: header(),
+        state,
+        now_ns: t * SEC,
+        classes: classes.to_vec(),
+        history: History {
+            times_ns: vec![],
+            total_live: vec![],
+            per_class: trends.to_vec(),
+        },
+        events: vec![],
+        lost: 0,
+    }
+}
+
+/// An app after two refreshes one second apart: Cache leaks, Request churns.
+fn app() -> App {
+    let mut app = App::new(Duration::from_secs(1));
+    app.ingest(sample(
+        100,
+        &[
+            (0, class("svc.Request", 3, 1000)),
+            (1, class("svc.Cache", 10, 10)),
+            (2, class("svc.Session", 5, 9)),
+        ],
+        &[(0, vec![3, 3, 3]), (1, vec![2, 6, 10]), (2, vec![5, 5, 5])],
+        WriterState::Alive,
+    ));
+    let mut s = sample(
+        101,
+        &[
+            (0, class("svc.Request", 2, 1400)),
+            (1, class("svc.Cache", 30, 30)),
+            (2, class("svc.Session", 5, 9)),
+        ],
+        &[
+            (0, vec![3, 3, 3, 2]),
+            (1, vec![2, 6, 10, 30]),
+            (2, vec![5, 5, 5, 5]),
+        ],
+        WriterState::Alive,
+    );
+    s.events = vec![
+        Event {
+            ticket: 1,
+            kind: EventKind::Attached,
+            slot: 1,
+            serial: 1401,
+            time_ns: 100 * SEC + SEC / 2,
+        },
+        Event {
+            ticket: 2,
+            kind: EventKind::Destroyed,
+            slot: 0,
+            serial: 1300,
+            time_ns: 100 * SEC + SEC / 2,
+        },
+    ];
+    app.ingest(s);
+    app
+}
+
+fn render(app: &App, w: u16, h: u16) -> Vec<String> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::draw(f, app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    (0..h)
+        .map(|y| {
+            (0..w)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+fn table_names(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix('│'))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("svc."))
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn header_and_table() {
+    let lines = render(&app(), 140, 16);
+    assert!(
+        lines[0].starts_with(
+            "pid 4242  python service.py --port 8080  up 1m5s  writer alive (heartbeat 1.0s ago)"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "live 37  created 420/s  destroyed 401/s  classes 3"
+    );
+    assert!(lines[2].starts_with("┌ classes 3/3 "));
+    let head: Vec<&str> = lines[3].trim_matches('│').split_whitespace().collect();
+    assert_eq!(&head[..4], &["CLASS", "LIVE", "▼", "Δ"]);
+    // sorted by live, descending; the leaking class is marked
+    assert_eq!(
+        table_names(&lines),
+        vec!["svc.Cache", "svc.Session", "svc.Request"]
+    );
+    let cache = &lines[4];
+    assert!(cache.contains("▲ svc.Cache"), "{cache}");
+    let cells: Vec<&str> = cache.trim_matches('│').split_whitespace().collect();
+    assert_eq!(
+        &cells[..9],
+        &[
+            "▲",
+            "svc.Cache",
+            "30",
+            "+20",
+            "20.0",
+            "0.0",
+            "30",
+            "0",
+            "1..30"
+        ]
+    );
+    assert!(cells[9].ends_with('█'), "trend sparkline: {}", cells[9]);
+    assert!(lines[5].contains("  svc.Session") && !lines[5].contains('▲'));
+    assert!(lines[15].starts_with("q quit"));
+}
+
+#[test]
+fn sorting_by_columns_and_reverse() {
+    let mut app = app();
+    app.apply(Command::SortBy(0));
+    assert_eq!(
+        table_names(&render(&app, 140, 12)),
+        vec!["svc.Cache", "svc.Request", "svc.Session"]
+    );
+    app.apply(Command::SortBy(0)); // again: reversed
+    assert_eq!(
+        table_names(&render(&app, 140, 12)),
+        vec!["svc.Session", "svc.Request", "svc.Cache"]
+    );
+    app.apply(Command::SortBy(3)); // created/s
+    let lines = render(&app, 140, 12);
+    assert_eq!(
+        table_names(&lines),
+        vec!["svc.Request", "svc.Cache", "svc.Session"]
+    );
+    assert!(lines[3].contains("CREATED/S ▼"));
+    app.apply(Command::Reverse);
+    let lines = render(&app, 140, 12);
+    assert!(lines[3].contains("CREATED/S ▲"));
+    assert_eq!(table_names(&lines)[0], "svc.Session");
+}
+
+#[test]
+fn filter_typing_and_clearing() {
+    let mut app = app();
+    app.apply(Command::StartFilter);
+    for c in "cach".chars() {
+        app.apply(Command::FilterChar(c));
+    }
+    let lines = render(&app, 140, 12);
+    assert_eq!(table_names(&lines), vec!["svc.Cache"]);
+    assert!(lines[2].starts_with("┌ classes 1/3 "));
+    assert!(lines[11].starts_with("filter: cach"), "{}", lines[11]);
+    app.apply(Command::FilterDone);
+    assert!(render(&app, 140, 12)[11].contains("filter \"cach\""));
+    app.apply(Command::StartFilter);
+    app.apply(Command::FilterCancel);
+    assert_eq!(table_names(&render(&app, 140, 12)).len(), 3);
+}
+
+#[test]
+fn detail_pane_shows_history_and_events() {
+    let mut app = app();
+    app.apply(Command::Open); // the selected (first) row: svc.Cache
+    let lines = render(&app, 120, 30);
+    let text = lines.join("\n");
+    assert!(text.contains("┌ svc.Cache "), "{text}");
+    assert!(text.contains("live 30 (+20 since attach)  created 30 (20.0/s)  destroyed 0 (0.0/s)"));
+    assert!(text.contains("live count history"));
+    assert!(text.contains("0.5s ago  attached   #1401"), "{text}");
+    assert!(
+        !text.contains("#1300"),
+        "events of other classes are not listed"
+    );
+    app.apply(Command::Back);
+    assert!(!render(&app, 120, 30)
+        .join("\n")
+        .contains("live count history"));
+}
+
+#[test]
+fn scrolling_selects_rows() {
+    let mut app = app();
+    app.apply(Command::End);
+    assert_eq!(app.selected, 2);
+    app.apply(Command::Move(5));
+    assert_eq!(app.selected, 2);
+    app.apply(Command::Page(-1));
+    assert_eq!(app.selected, 0);
+    app.apply(Command::Move(1));
+    app.apply(Command::Open);
+    assert_eq!(app.detail_row().unwrap().name, "svc.Session");
+}
+
+#[test]
+fn exited_target_keeps_last_data() {
+    let mut app = app();
+    app.ingest(sample(
+        102,
+        &[
+            (0, class("svc.Request", 2, 1400)),
+            (1, class("svc.Cache", 30, 30)),
+            (2, class("svc.Session", 5, 9)),
+        ],
+        &[],
+        WriterState::Exited,
+    ));
+    let lines = render(&app, 140, 12);
+    assert!(lines[0].contains("writer exited"));
+    assert_eq!(lines[2], "target exited: showing its last data");
+    assert_eq!(table_names(&lines).len(), 3);
+}
+
+#[test]
+fn paused_and_help() {
+    let mut app = app();
+    app.apply(Command::Pause);
+    assert!(app.paused());
+    assert!(render(&app, 140, 12)[0].contains("PAUSED"));
+    app.apply(Command::Pause);
+    app.apply(Command::Help);
+    let text = render(&app, 140, 24).join("\n");
+    assert!(text.contains("┌ keys "));
+    assert!(text.contains("freeze the display"));
+}
+
+#[test]
+fn small_terminals_do_not_break() {
+    let mut app = app();
+    for (w, h) in [(20, 5), (40, 8), (80, 6), (1, 1), (10, 3)] {
+        let lines = render(&app, w, h);
+        assert_eq!(lines.len(), h as usize);
+    }
+    app.apply(Command::Open);
+    app.apply(Command::Help);
+    for (w, h) in [(30, 6), (80, 10)] {
+        render(&app, w, h);
+    }
+}
