@@ -1,8 +1,8 @@
 """pytest plugin: fail tests that leave Trackable objects alive.
 
-Enabled with ``--pytracker-leaks`` (the plugin is registered through the
-``pytest11`` entry point when pytracker is installed; ``-p
-pytracker.pytest_plugin`` loads it explicitly). After each test and its
+Enabled with ``--pytracker-leaks``. The plugin is registered through the
+``pytest11`` entry point when pytracker is installed; with plugin
+autoloading disabled, load it with ``-p pytracker.pytest_plugin``. After each test and its
 fixtures' teardown, a full garbage collection runs and any Trackable created
 during the test that is still alive fails the test, naming each class, the
 count and the serials left.
@@ -49,12 +49,17 @@ def pytest_runtest_setup(item):
     return (yield)
 
 
-@pytest.hookimpl(wrapper=True, trylast=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item, nextitem):
     result = yield
     start = item.stash.get(_START, None)
     if start is None:
         return result
+    # Fixtures are finalised by now, but pytest drops its references to
+    # their values only after this hook: do it first so they are not
+    # reported as leaks.
+    if getattr(item, "funcargs", None):
+        item.funcargs = {}
     leaks = find_leaks(start)
     marker = item.get_closest_marker("pytracker_allow")
     limit = marker.args[0] if marker and marker.args else marker.kwargs.get("limit", 0) if marker else 0
