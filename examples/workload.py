@@ -48,15 +48,22 @@ class Service:
 
 
 def run(seconds, period=0.05):
+    """Steps the service for `seconds` (Ctrl-C / SIGINT stops it quietly)."""
     service = Service()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        service.step()
-        time.sleep(period)
+    try:
+        while time.monotonic() < deadline:
+            service.step()
+            time.sleep(period)
+    except KeyboardInterrupt:
+        pass
     return service
 
 
 if __name__ == "__main__":
     import sys
 
-    run(float(sys.argv[1]) if len(sys.argv) > 1 else 3600)
+    try:
+        run(float(sys.argv[1]) if len(sys.argv) > 1 else 3600)
+    except KeyboardInterrupt:
+        pass

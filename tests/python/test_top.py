@@ -198,3 +198,19 @@ def test_refuses_without_a_terminal(proc):
     r = run_tool("pytracker-top", "--pid", proc.pid)
     assert r.returncode == 2
     assert "needs an interactive terminal" in r.stderr and "pytracker-cli dump" in r.stderr
+
+
+def test_exits_when_the_terminal_goes_away(tmux, shm_dir, proc):
+    start_top(tmux, shm_dir, "--pid %d" % proc.pid)
+    tmux.wait_for(lambda s: "__main__.Order" in s)
+
+    def top_pids():
+        out = subprocess.run(["pgrep", "-f", "pytracker-top --pid %d" % proc.pid], capture_output=True, text=True)
+        return out.stdout.split()
+
+    assert top_pids()
+    tmux.close()  # the terminal hangs up
+    deadline = time.monotonic() + 10
+    while top_pids():
+        assert time.monotonic() < deadline, "pytracker-top kept running without its terminal"
+        time.sleep(0.1)

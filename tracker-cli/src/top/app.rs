@@ -143,6 +143,11 @@ pub struct App {
     pub lost: u64,
     /// Samples taken.
     pub samples: u64,
+    /// Indices into `rows` of the visible rows, filtered and sorted.
+    order: Vec<usize>,
+    /// First visible row drawn (kept by the view so the selection stays on
+    /// screen).
+    pub offset: std::cell::Cell<usize>,
 }
 
 impl App {
@@ -169,6 +174,8 @@ impl App {
             events: VecDeque::new(),
             lost: 0,
             samples: 0,
+            order: Vec::new(),
+            offset: std::cell::Cell::new(0),
         }
     }
 
@@ -259,7 +266,7 @@ impl App {
         while self.events.len() > EVENTS_KEPT {
             self.events.pop_front();
         }
-        self.clamp_selection();
+        self.reorder();
     }
 
     /// Total live objects.
@@ -273,15 +280,31 @@ impl App {
     }
 
     /// The rows shown: filtered and sorted.
-    pub fn visible(&self) -> Vec<&Row> {
+    pub fn visible(&self) -> impl ExactSizeIterator<Item = &Row> + '_ {
+        self.order.iter().map(|&i| &self.rows[i])
+    }
+
+    /// How many rows are shown.
+    pub fn visible_len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The `i`-th row shown.
+    pub fn visible_row(&self, i: usize) -> Option<&Row> {
+        self.order.get(i).map(|&r| &self.rows[r])
+    }
+
+    /// Recomputes the visible order after new data, a new sort or filter.
+    fn reorder(&mut self) {
         let f = self.filter.to_lowercase();
-        let mut rows: Vec<&Row> = self
-            .rows
-            .iter()
-            .filter(|r| f.is_empty() || r.name.to_lowercase().contains(&f))
+        let rows = &self.rows;
+        let mut order: Vec<usize> = (0..rows.len())
+            .filter(|&i| f.is_empty() || rows[i].name.to_lowercase().contains(&f))
             .collect();
-        let cmp = |a: &&Row, b: &&Row| -> std::cmp::Ordering {
-            let by = match self.sort {
+        let sort = self.sort;
+        order.sort_by(|&x, &y| {
+            let (a, b) = (&rows[x], &rows[y]);
+            let by = match sort {
                 0 => a.name.cmp(&b.name),
                 1 => b.live.cmp(&a.live),
                 2 => b.change.cmp(&a.change),
@@ -292,12 +315,12 @@ impl App {
                 _ => b.last_serial.cmp(&a.last_serial),
             };
             by.then_with(|| a.name.cmp(&b.name))
-        };
-        rows.sort_by(cmp);
+        });
         if self.reverse {
-            rows.reverse();
+            order.reverse();
         }
-        rows
+        self.order = order;
+        self.clamp_selection();
     }
 
     /// The row in the detail pane.
@@ -317,13 +340,12 @@ impl App {
     }
 
     fn clamp_selection(&mut self) {
-        let n = self.visible().len();
-        self.selected = self.selected.min(n.saturating_sub(1));
+        self.selected = self.selected.min(self.order.len().saturating_sub(1));
     }
 
     /// Applies a command (Quit is handled by the caller).
     pub fn apply(&mut self, cmd: Command) {
-        let n = self.visible().len() as i64;
+        let n = self.order.len() as i64;
         match cmd {
             Command::Quit => {}
             Command::NextSort => self.sort = (self.sort + 1) % SORTABLE,
@@ -358,7 +380,7 @@ impl App {
             Command::Open => {
                 self.detail = match self.detail {
                     Some(_) => None,
-                    None => self.visible().get(self.selected).map(|r| r.slot),
+                    None => self.visible_row(self.selected).map(|r| r.slot),
                 }
             }
             Command::Back => {
@@ -371,6 +393,6 @@ impl App {
             Command::Pause => self.paused = !self.paused,
             Command::Help => self.help = !self.help,
         }
-        self.clamp_selection();
+        self.reorder();
     }
 }

@@ -45,6 +45,20 @@ pub fn run(cli: &TopCli) -> CliResult<i32> {
         signal_hook::flag::register(sig, terminate.clone())
             .map_err(|e| CliError::Terminal(format!("cannot watch for signals: {e}")))?;
     }
+    // The event loop may be blocked inside crossterm when the terminal goes
+    // away (a hung-up terminal reads as endless end-of-file), so a watchdog
+    // acts on SIGTERM/SIGHUP: restore what can be restored, and leave.
+    let watched = terminate.clone();
+    std::thread::Builder::new()
+        .name("pytracker-top-signals".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if watched.load(Ordering::Relaxed) {
+                let _ = ratatui::try_restore();
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| CliError::Terminal(format!("cannot start the signal watchdog: {e}")))?;
     // ratatui::try_init enters raw mode and the alternate screen, and
     // installs a panic hook that restores the terminal before the message.
     let mut terminal = ratatui::try_init()

@@ -175,7 +175,6 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
 }
 
 fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
-    let visible = app.visible();
     let headers: Vec<Cell> = COLUMNS
         .iter()
         .enumerate()
@@ -192,8 +191,24 @@ fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
             Cell::from(format!("{c}{mark}"))
         })
         .collect();
+    // Only the rows on screen are formatted: with 10,000 classes, building
+    // every row each frame would cost more than reading the segment.
+    let height = area.height.saturating_sub(3) as usize;
+    let total = app.visible_len();
+    let mut offset = app.offset.get().min(total.saturating_sub(1));
+    if app.selected < offset {
+        offset = app.selected;
+    } else if height > 0 && app.selected >= offset + height {
+        offset = app.selected + 1 - height;
+    }
+    app.offset.set(offset);
     let trend_width = 16;
-    let rows: Vec<TableRow> = visible.iter().map(|r| table_row(r, trend_width)).collect();
+    let rows: Vec<TableRow> = app
+        .visible()
+        .skip(offset)
+        .take(height)
+        .map(|r| table_row(r, trend_width))
+        .collect();
     let widths = [
         Constraint::Min(20),
         Constraint::Length(9),
@@ -205,7 +220,7 @@ fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
         Constraint::Length(17),
         Constraint::Length(trend_width as u16),
     ];
-    let title = format!(" classes {}/{} ", visible.len(), app.rows().len());
+    let title = format!(" classes {}/{} ", total, app.rows().len());
     let table = Table::new(rows, widths)
         .header(
             TableRow::new(headers)
@@ -214,7 +229,7 @@ fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
         .block(Block::bordered().title(title))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state =
-        TableState::default().with_selected((!visible.is_empty()).then_some(app.selected));
+        TableState::default().with_selected((total > 0).then_some(app.selected - offset));
     f.render_stateful_widget(table, area, &mut state);
 }
 
