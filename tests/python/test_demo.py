@@ -20,7 +20,8 @@ def test_demo_without_terminal_prints_dumps_and_cleans_up(tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert out.count("$ pytracker-cli dump --pid") == 3
-    live = [int(l.split()[1]) for l in out.splitlines() if l.startswith("workload.CacheEntry ")]
+    rows = [l.split() for l in out.splitlines() if l.startswith("workload.CacheEntry ")]
+    live = [int(r[1]) for r in rows if r[1].isdigit()]
     assert len(live) == 4 and live[0] < live[1] < live[2], out
     assert "workload.Request" in out and "that is the leak" in out
     assert os.listdir(tmp_path) == [], "the workload's segment is removed when it stops"
