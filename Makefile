@@ -52,9 +52,12 @@ demo: build ## run the built-in tracked workload and show its inventory
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) examples/demo.py
 
 .PHONY: bench
-bench: build ## hot-path benchmarks, as ratios to a plain class (see BENCHMARKS.md)
+bench: build system-deps ## benchmarks: hot path as ratios to a plain class, reader costs (BENCHMARKS.md)
 	$(PIP) install --quiet "pympler>=1.0"
+	cargo build --release -p tracker-shm --examples
 	$(PY) bench/hotpath.py
+	@echo
+	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/readers.py
 
 .PHONY: clean
 clean: ## remove build products and the virtualenv

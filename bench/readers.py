@@ -23,6 +23,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PYTRACKER_BIN_DIR") or os.path.join(REPO, "target", "release")
+EXAMPLES = os.path.join(REPO, "target", "release", "examples")
 CLASSES = 10_000
 PHASE = 3.0
 
@@ -50,19 +51,6 @@ WRITER = textwrap.dedent(
     """
 ).replace("CLASSES", str(CLASSES))
 
-READER = textwrap.dedent(
-    """
-    import sys, time
-    import pytracker
-    path = sys.argv[1]
-    period = 1 / 20
-    next_t = time.monotonic()
-    while True:
-        pytracker.read_snapshot(path=path)
-        next_t += period
-        time.sleep(max(0, next_t - time.monotonic()))
-    """
-)
 
 
 def cpu_seconds(pid):
@@ -109,10 +97,14 @@ def main():
         assert len(json.loads(r.stdout)["classes"]) >= CLASSES
 
         phases = []
-        for label in ("no reader", "20 snapshots/s", "no reader", "pytracker-top", "no reader", "20 snapshots/s", "no reader"):
+        order = ["no reader", "20 snapshots/s", "no reader", "pytracker-top"] * 3 + ["no reader"]
+        for label in order:
             helper = None
             if label == "20 snapshots/s":
-                helper = subprocess.Popen([sys.executable, "-c", READER, path], env=env)
+                # A reader process that keeps the segment mapped and takes a
+                # full snapshot 20 times a second (tracker-shm's
+                # examples/poll_reader.rs).
+                helper = subprocess.Popen([os.path.join(EXAMPLES, "poll_reader"), path, "20"], env=env)
             elif label == "pytracker-top":
                 assert shutil.which("tmux"), "tmux is needed for the pytracker-top phase"
                 subprocess.run(["tmux", "-L", "pytracker-bench", "new-session", "-d", "-x", "150", "-y", "45",
@@ -132,13 +124,18 @@ def main():
 
         base = statistics.mean(r for l, r in phases if l == "no reader")
         print("writer: %d classes registered; Trackable create+drop with ShmTracker (events on)" % CLASSES)
+        print("phases of %.0f s, in this order: %s" % (PHASE, ", ".join(order)))
         print()
-        print("| phase | objects/s (median of 0.25 s windows) | vs no reader |")
-        print("|---|---:|---:|")
-        for label, rate in phases:
-            print("| %s | %.0f | %+.1f%% |" % (label, rate, (rate / base - 1) * 100))
+        print("| reader | objects/s, each phase (median of 0.25 s windows) | mean vs no reader |")
+        print("|---|---|---:|")
+        for label in ("no reader", "20 snapshots/s", "pytracker-top"):
+            rates = [r for l, r in phases if l == label]
+            print("| %s | %s | %+.1f%% |" % (label, ", ".join("%.0f" % r for r in rates), (statistics.mean(rates) / base - 1) * 100))
         print()
-        print("one snapshot of %d classes (read_snapshot, open + read + convert): median %.2f ms, max %.2f ms"
+        rust = subprocess.run([os.path.join(EXAMPLES, "snapshot_timing")], capture_output=True, text=True, check=True)
+        print("Rust reader, %d classes (tracker-shm examples/snapshot_timing):" % CLASSES)
+        print(textwrap.indent(rust.stdout.strip(), "    "))
+        print("Python read_snapshot, %d classes (open + read + build dicts): median %.2f ms, max %.2f ms"
               % (CLASSES, statistics.median(times) * 1e3, max(times) * 1e3))
         print("pytracker-cli dump --format json, %d classes, end to end: median %.1f ms, max %.1f ms"
               % (CLASSES, statistics.median(cli_times) * 1e3, max(cli_times) * 1e3))
