@@ -64,8 +64,6 @@ def main():
     writer = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE, text=True, env=env)
     pid, path = writer.stdout.readline().split()
     pid = int(pid)
-    samples = []  # (time, objects per second)
-
     def collect(seconds):
         end = time.monotonic() + seconds
         out = []
@@ -74,7 +72,6 @@ def main():
             out.append(float(rate))
         return statistics.median(out[1:] or out)
 
-    helpers = []
     try:
         collect(1.0)  # warm up
         # One snapshot of 10,000 classes, in-process reader.

@@ -42,6 +42,16 @@ class Recorder(pytracker.TrackerMixin):
 
 
 @pytest.fixture
+def shm_dir(tmp_path, monkeypatch):
+    """A private segment directory, used by writers and readers alike
+    (through $PYTRACKER_DIR)."""
+    d = tmp_path / "shm"
+    d.mkdir()
+    monkeypatch.setenv("PYTRACKER_DIR", str(d))
+    return d
+
+
+@pytest.fixture
 def recorder():
     return Recorder()
 

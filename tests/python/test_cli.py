@@ -14,14 +14,6 @@ from tools import TrackedProcess, binary, run_tool
 
 
 @pytest.fixture
-def shm_dir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("PYTRACKER_DIR", str(d))
-    return d
-
-
-@pytest.fixture
 def proc(shm_dir):
     p = TrackedProcess(shm_dir)
     p.make("Order", 1000, 120)
@@ -252,7 +244,6 @@ def test_clean_removes_only_dead_writers(proc, shm_dir):
 
 
 def test_python_console_scripts_are_installed(proc):
-    import shutil
     import sys
 
     scripts = os.path.dirname(sys.executable)

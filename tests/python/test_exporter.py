@@ -7,90 +7,17 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
-import warnings
 
 import pytest
 
 import pytracker
-
-WRITER = textwrap.dedent(
-    """
-    import os, sys
-    import pytracker
-
-    class Order(pytracker.Trackable):
-        pass
-
-    class Line(pytracker.Trackable):
-        pass
-
-    kept = []
-    def make(n_orders, n_lines, keep_every):
-        for i in range(n_orders):
-            o = Order()
-            if i % keep_every == 0:
-                kept.append(o)
-        for i in range(n_lines):
-            kept.append(Line())
-
-    print("ready", os.getpid(), flush=True)
-    for line in sys.stdin:
-        cmd = line.split()
-        if cmd[0] == "make":
-            make(int(cmd[1]), int(cmd[2]), int(cmd[3]))
-        elif cmd[0] == "drop":
-            del kept[:]
-        elif cmd[0] == "exit":
-            break
-        print("done", flush=True)
-    """
-)
-
-
-class Writer:
-    """A tracked Python process driven over stdin; killed on close."""
-
-    def __init__(self, directory, env=None):
-        full = dict(os.environ, PYTRACKER_EXPORT="1", PYTRACKER_DIR=str(directory))
-        full.update(env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full,
-        )
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "ready", self.proc.stderr.read()
-        self.pid = int(line[1])
-
-    def send(self, cmd):
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "done"
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
-@pytest.fixture
-def shm_dir(tmp_path, monkeypatch):
-    """A private segment directory, used by writers and readers alike."""
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("PYTRACKER_DIR", str(d))
-    return d
-
+from tools import TrackedProcess
 
 @pytest.fixture
 def writer(shm_dir):
-    w = Writer(shm_dir)
+    w = TrackedProcess(shm_dir)
     yield w
-    w.close()
+    w.kill()
 
 
 def classes(snap):
@@ -102,7 +29,8 @@ def segments(directory):
 
 
 def test_reader_sees_what_the_writer_created(writer, shm_dir):
-    writer.send("make 1000 10 10")
+    writer.make("Order", 1000, 100)
+    writer.make("Line", 10, 10)
     snap = pytracker.read_snapshot(pid=writer.pid)
     assert snap["process"]["pid"] == writer.pid
     assert snap["process"]["writer_state"] == "alive"
@@ -111,12 +39,12 @@ def test_reader_sees_what_the_writer_created(writer, shm_dir):
     assert (c["Order"]["created"], c["Order"]["live"], c["Order"]["destroyed"]) == (1000, 100, 900)
     assert (c["Line"]["created"], c["Line"]["live"]) == (10, 10)
     assert c["Order"]["name"] == "__main__.Order"
-    writer.send("make 500 0 1")
+    writer.make("Order", 500, 500)
     snap2 = pytracker.read_snapshot(pid=writer.pid)
     c2 = classes(snap2)
     assert c2["Order"]["created"] == 1500 and c2["Order"]["live"] == 600
     assert c2["Order"]["last_serial"] > c["Order"]["last_serial"]
-    writer.send("drop")
+    writer.drop()
     assert classes(pytracker.read_snapshot(pid=writer.pid))["Order"]["live"] == 0
 
 
@@ -125,15 +53,13 @@ def test_segment_is_private_and_removed_on_normal_exit(writer, shm_dir):
     mode = stat.S_IMODE(seg.stat().st_mode)
     assert mode == 0o600
     assert seg.stat().st_uid == os.getuid()
-    writer.proc.stdin.write("exit\n")
-    writer.proc.stdin.flush()
-    assert writer.proc.wait(timeout=30) == 0
+    assert writer.exit() == 0
     assert writer.proc.stderr.read() == ""
     assert segments(shm_dir) == []
 
 
 def test_sigkill_leaves_segment_reported_as_exited(writer, shm_dir):
-    writer.send("make 100 0 1")
+    writer.make("Order", 100, 100)
     writer.proc.send_signal(signal.SIGKILL)
     writer.proc.wait()
     (seg,) = segments(shm_dir)
@@ -145,7 +71,7 @@ def test_sigkill_leaves_segment_reported_as_exited(writer, shm_dir):
 
 
 def test_reused_pid_is_detected(writer, shm_dir):
-    writer.send("make 5 0 1")
+    writer.make("Order", 5, 5)
     writer.proc.send_signal(signal.SIGKILL)
     writer.proc.wait()
     (seg,) = segments(shm_dir)

@@ -61,14 +61,6 @@ class Tmux:
 
 
 @pytest.fixture
-def shm_dir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("PYTRACKER_DIR", str(d))
-    return d
-
-
-@pytest.fixture
 def tmux(tmp_path):
     t = Tmux(tmp_path)
     yield t

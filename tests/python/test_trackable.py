@@ -229,7 +229,6 @@ def test_cycle_through_bundle_and_tracker_collected(monkeypatch):
     box = [w]
     w._set_data_bundle(box)  # cycle through the bundle
     ref = weakref.ref(w)
-    s = w._get_tracker_serial()
     del w, box
     h_ref = weakref.ref(h)
     del h

@@ -56,6 +56,8 @@ PROGRAM = textwrap.dedent(
                 if i < keep:
                     kept.append(o)
             o = None
+        elif cmd[0] == "drop":
+            del kept[:]
         elif cmd[0] == "exit":
             break
         print("done", flush=True)
@@ -85,6 +87,12 @@ class TrackedProcess:
 
     def make(self, cls, n, keep):
         self.proc.stdin.write("make %s %d %d\n" % (cls, n, keep))
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "done"
+
+    def drop(self):
+        """Releases every object kept so far."""
+        self.proc.stdin.write("drop\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "done"
 
