@@ -187,8 +187,9 @@ pub struct CleanArgs {
 
 /// Watch a tracked process's object inventory live.
 ///
-/// Keys: q quit, s/S sort column / reverse, / filter, arrows and PgUp/PgDn
-/// scroll, Enter details, p pause the display, ? help.
+/// Keys: q quit, s or 1-8 sort (again: reverse), r reverse, / filter,
+/// arrows and PgUp/PgDn scroll, Enter details, p freeze the display, ? help.
+/// The target process is never paused.
 #[derive(Debug, Parser)]
 #[command(name = "pytracker-top", version)]
 pub struct TopCli {
