@@ -304,3 +304,33 @@ fn small_terminals_do_not_break() {
         render(&app, w, h);
     }
 }
+
+#[test]
+fn only_rows_on_screen_are_drawn_and_the_selection_stays_visible() {
+    let mut app = App::new(Duration::from_secs(1));
+    let classes: Vec<(u32, ClassSnapshot)> = (0..500u32)
+        .map(|i| {
+            (
+                i,
+                class(&format!("svc.C{i:03}"), u64::from(i), u64::from(i) + 1),
+            )
+        })
+        .collect();
+    app.ingest(sample(100, &classes, &[], WriterState::Alive));
+    app.apply(Command::SortBy(0)); // by name: svc.C000 first
+    let lines = render(&app, 120, 15);
+    let names = table_names(&lines);
+    assert_eq!(names.first().map(String::as_str), Some("svc.C000"));
+    assert_eq!(
+        names.len(),
+        15 - 3 - 3,
+        "header lines, borders and the column header take the rest"
+    );
+    app.apply(Command::End);
+    let names = table_names(&render(&app, 120, 15));
+    assert_eq!(names.last().map(String::as_str), Some("svc.C499"));
+    app.apply(Command::Page(-1));
+    let names = table_names(&render(&app, 120, 15));
+    assert!(names.contains(&"svc.C489".to_string()), "{names:?}");
+    assert!(lines[2].starts_with("┌ classes 500/500 "));
+}

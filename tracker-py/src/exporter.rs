@@ -217,7 +217,6 @@ fn read_error(e: ReadError) -> PyErr {
         ReadError::Truncated { .. } => "truncated",
         ReadError::NotReady { .. } => "not_ready",
         ReadError::Corrupt { .. } => "corrupt",
-        ReadError::Busy { .. } => "busy",
         ReadError::Io { .. } => "io",
     };
     let err = SegmentError::new_err(e.to_string());

@@ -9,7 +9,8 @@ use tracker_shm::Segment;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(path), Some(rate)) = (args.get(1), args.get(2).and_then(|r| r.parse::<f64>().ok())) else {
+    let (Some(path), Some(rate)) = (args.get(1), args.get(2).and_then(|r| r.parse::<f64>().ok()))
+    else {
         eprintln!("usage: poll_reader SEGMENT_PATH SNAPSHOTS_PER_SECOND");
         std::process::exit(2);
     };

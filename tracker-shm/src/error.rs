@@ -88,12 +88,6 @@ pub enum ReadError {
         /// What was wrong.
         what: String,
     },
-    /// The writer kept changing the data while it was read.
-    #[error("{path} changed too fast to read consistently: try again")]
-    Busy {
-        /// The path.
-        path: PathBuf,
-    },
     /// Any other I/O error.
     #[error("cannot read {path}: {source}")]
     Io {

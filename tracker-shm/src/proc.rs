@@ -51,11 +51,6 @@ pub(crate) fn boot_id() -> [u8; 16] {
     out
 }
 
-/// Clock ticks per second, for turning start times into durations.
-pub(crate) fn ticks_per_second() -> u64 {
-    100
-}
-
 /// Seconds since boot.
 pub(crate) fn uptime_seconds() -> Option<f64> {
     fs::read_to_string("/proc/uptime")

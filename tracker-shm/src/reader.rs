@@ -501,5 +501,5 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
 /// started, if known.
 pub fn process_age_seconds(start_time: u64) -> Option<f64> {
     let up = proc::uptime_seconds()?;
-    Some((up - start_time as f64 / proc::ticks_per_second() as f64).max(0.0))
+    Some((up - start_time as f64 / crate::sys::clock_ticks_per_second() as f64).max(0.0))
 }
