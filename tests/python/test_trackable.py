@@ -419,3 +419,21 @@ keep[0]._set_data_bundle(keep)
     assert r.stdout == "" and r.stderr == ""
     r = run_python(code.replace("Loud()", "pytracker.CountingTracker()"))
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_objects_keep_their_native_tracker_when_the_global_one_changes():
+    a, b = pytracker.CountingTracker(), pytracker.CountingTracker()
+    pytracker.set_global_tracker(a)
+    old = [Widget() for _ in range(3)]
+    pytracker.set_global_tracker(b)
+    new = [Widget() for _ in range(2)]
+    pytracker.set_global_tracker(None)
+    del old[:2], new[0]
+    name = __name__ + ".Widget"
+    ra = {r["name"]: r for r in a.snapshot()}[name]
+    rb = {r["name"]: r for r in b.snapshot()}[name]
+    assert (ra["created"], ra["destroyed"]) == (3, 2)
+    assert (rb["created"], rb["destroyed"]) == (2, 1)
+    del a  # the objects still hold their tracker
+    del old[:]
+    gc.collect()

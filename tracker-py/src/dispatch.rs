@@ -16,6 +16,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use tracker_core::{EventKind, Tracker};
 
+use crate::gil::GilCell;
 use crate::object::{self, TrackableObject};
 
 /// Interned method names, indexed by `EventKind::code() - 1`.
@@ -64,8 +65,55 @@ pub(crate) fn register_native(ty: *mut ffi::PyTypeObject, lookup: NativeLookup) 
     panic!("more native tracker types than dispatch slots");
 }
 
+/// The global tracker and, if it is native, its Rust side: most objects are
+/// attached to the global tracker, and this spares them the type dispatch.
+#[derive(Copy, Clone)]
+struct GlobalNative {
+    tracker: *mut ffi::PyObject,
+    native: Option<*const dyn Tracker>,
+}
+
+// SAFETY: only reachable through `GilCell`, i.e. with the GIL held; the
+// pointers are plain data there.
+unsafe impl Send for GlobalNative {}
+
+static GLOBAL_NATIVE: GilCell<GlobalNative> = GilCell::new(GlobalNative {
+    tracker: ptr::null_mut(),
+    native: None,
+});
+
+/// Records the new global tracker (null for none). Called by
+/// `object::set_global_tracker` while it holds a strong reference to
+/// `tracker`, which keeps the cached native pointer valid until the next
+/// call.
+pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
+    let native = if tracker.is_null() {
+        None
+    } else {
+        native_by_type(py, tracker).map(|n| {
+            // SAFETY: only the lifetime is erased; the entry is used only
+            // while the global slot keeps `tracker` (and so `n`) alive.
+            unsafe {
+                std::mem::transmute::<&dyn Tracker, &'static dyn Tracker>(n) as *const dyn Tracker
+            }
+        })
+    };
+    GLOBAL_NATIVE.with(py, |g| *g = GlobalNative { tracker, native });
+}
+
 #[inline]
 fn native<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
+    let global = GLOBAL_NATIVE.with(py, |g| *g);
+    if global.tracker == tracker {
+        // SAFETY: the pointer was taken from the global tracker, which the
+        // global slot keeps alive until `set_global` replaces this entry.
+        return global.native.map(|n| unsafe { &*n });
+    }
+    native_by_type(py, tracker)
+}
+
+#[inline]
+fn native_by_type<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
     // SAFETY: `tracker` is a live object (caller); reading its type is a
     // plain field load under the GIL.
     let ty = unsafe { ffi::Py_TYPE(tracker) };

@@ -24,7 +24,7 @@ use pyo3::types::PyType;
 /// Sets the tracker every new Trackable is attached to; `None` clears it.
 #[pyfunction]
 fn set_global_tracker(tracker: &Bound<'_, PyAny>) {
-    object::set_global_tracker((!tracker.is_none()).then_some(tracker));
+    object::set_global_tracker(tracker.py(), (!tracker.is_none()).then_some(tracker));
 }
 
 /// The global tracker, or `None`.

@@ -148,8 +148,9 @@ fn trackable_type() -> *mut ffi::PyTypeObject {
 }
 
 /// Replaces the global tracker; `None` clears it.
-pub(crate) fn set_global_tracker(tracker: Option<&Bound<'_, PyAny>>) {
+pub(crate) fn set_global_tracker(py: Python<'_>, tracker: Option<&Bound<'_, PyAny>>) {
     let new = tracker.map_or(ptr::null_mut(), |t| t.clone().into_ptr());
+    dispatch::set_global(py, new);
     let old = GLOBAL_TRACKER.swap(new, Relaxed);
     if !old.is_null() {
         // SAFETY: `old` was a strong reference owned by the static.
