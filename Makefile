@@ -57,6 +57,8 @@ bench: build system-deps ## benchmarks: hot path as ratios to a plain class, rea
 	cargo build --release -p tracker-shm --examples
 	$(PY) bench/hotpath.py
 	@echo
+	$(PY) bench/instructions.py
+	@echo
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/readers.py
 
 .PHONY: clean
