@@ -437,3 +437,21 @@ def test_objects_keep_their_native_tracker_when_the_global_one_changes():
     del a  # the objects still hold their tracker
     del old[:]
     gc.collect()
+
+
+def test_global_tracker_replaced_while_a_class_is_first_seen():
+    # The first object of a class makes pytracker look up class attributes;
+    # a metaclass can run arbitrary code then, even drop the global tracker.
+    class Meta(type):
+        def __getattribute__(cls, name):
+            if name == "_disable_global_tracker":
+                pytracker.set_global_tracker(None)
+            return super().__getattribute__(name)
+
+    class Sneaky(Trackable, metaclass=Meta):
+        pass
+
+    pytracker.set_global_tracker(pytracker.CountingTracker())
+    s = Sneaky()
+    assert s._get_tracker() is None
+    assert pytracker.get_global_tracker() is None

@@ -198,11 +198,14 @@ unsafe extern "C" fn trackable_new(
         let this = obj as *mut TrackableObject;
         (*this).serial = next_serial();
         (*this).class = UNRESOLVED;
-        let tracker = GLOBAL_TRACKER.load(Relaxed);
-        if !tracker.is_null() {
+        if !GLOBAL_TRACKER.load(Relaxed).is_null() {
             let py = Python::assume_attached();
-            match class_of(py, ty) {
-                Some(info) if !info.global_disabled => {
+            let info = class_of(py, ty);
+            // Reload: on a cache miss `class_of` runs Python code, which may
+            // have replaced (and freed) the global tracker.
+            let tracker = GLOBAL_TRACKER.load(Relaxed);
+            match info {
+                Some(info) if !info.global_disabled && !tracker.is_null() => {
                     (*this).class = info.class.0;
                     ffi::Py_INCREF(tracker);
                     (*this).tracker = tracker;
