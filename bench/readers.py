@@ -73,7 +73,7 @@ def main():
         return statistics.median(out[1:] or out)
 
     try:
-        collect(1.0)  # warm up
+        collect(3.0)  # warm up (the first seconds run slower)
         # One snapshot of 10,000 classes, in-process reader.
         import pytracker
 
