@@ -8,11 +8,10 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyType};
-use tracker_core::{EventKind, Tracker};
+use pyo3::types::PyDict;
 use tracker_shm::{ReadError, ShmOptions, ShmTracker, WeakShmTracker};
 
-use crate::trackers::{notify_from_python, records_to_py, write_dump};
+use crate::trackers::{records_to_py, NativeTracker};
 
 create_exception!(
     pytracker,
@@ -33,9 +32,9 @@ fn live_trackers() -> Vec<ShmTracker> {
 /// A native tracker that publishes per-class counts, serial ranges, recent
 /// events and a short history in a shared-memory segment, for
 /// `pytracker-cli` and `pytracker-top`.
-#[pyclass(frozen, name = "ShmTracker", module = "pytracker")]
+#[pyclass(frozen, extends = NativeTracker, name = "ShmTracker", module = "pytracker")]
 pub(crate) struct PyShmTracker {
-    pub(crate) core: Arc<ShmTracker>,
+    shm: Arc<ShmTracker>,
 }
 
 #[pymethods]
@@ -52,7 +51,7 @@ impl PyShmTracker {
         history_capacity: u64,
         history_period: f64,
         sampler: bool,
-    ) -> PyResult<Self> {
+    ) -> PyResult<PyClassInitializer<Self>> {
         if !(history_period.is_finite() && history_period > 0.0) {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "history_period must be a positive number of seconds",
@@ -67,8 +66,8 @@ impl PyShmTracker {
             history_period: Duration::from_secs_f64(history_period),
             sampler,
         };
-        let core = py.detach(|| ShmTracker::new(options));
-        if let Some(problem) = core.take_problem_report() {
+        let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
+        if let Some(problem) = shm.take_problem_report() {
             let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(
                 py,
@@ -82,111 +81,40 @@ impl PyShmTracker {
         }
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(core.downgrade());
-        Ok(PyShmTracker {
-            core: Arc::new(core),
-        })
+            .push(shm.downgrade());
+        let base = NativeTracker::new(shm.clone());
+        Ok(PyClassInitializer::from(base).add_subclass(PyShmTracker { shm }))
     }
 
     /// The segment's path, or None when nothing could be published.
     #[getter]
     fn path(&self) -> Option<PathBuf> {
-        self.core.path()
+        self.shm.path()
     }
 
     /// Why the segment is not published (or is on a disk-backed directory),
     /// or None.
     #[getter]
     fn problem(&self) -> Option<String> {
-        self.core.problem()
-    }
-
-    /// One dict per class, as CountingTracker.snapshot().
-    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records_to_py(py, &self.core.snapshot())
-    }
-
-    /// Writes one line per class to `output` (default sys.stdout).
-    #[pyo3(signature = (output=None))]
-    fn dump(&self, py: Python<'_>, output: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        write_dump(py, &self.core.snapshot(), output)
+        self.shm.problem()
     }
 
     /// Writes a history sample and a heartbeat now.
     fn sample(&self) {
-        self.core.sample();
+        self.shm.sample();
     }
 
     /// Removes the segment (counting goes on privately).
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.core.close());
-    }
-
-    #[pyo3(signature = (serial, objtype, bundle=None))]
-    fn notify_attached(
-        &self,
-        serial: u64,
-        objtype: &Bound<'_, PyType>,
-        bundle: Option<&Bound<'_, PyAny>>,
-    ) {
-        let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Attached, serial, objtype);
-    }
-
-    #[pyo3(signature = (serial, objtype, bundle=None))]
-    fn notify_detached(
-        &self,
-        serial: u64,
-        objtype: &Bound<'_, PyType>,
-        bundle: Option<&Bound<'_, PyAny>>,
-    ) {
-        let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Detached, serial, objtype);
-    }
-
-    #[pyo3(signature = (serial, objtype, bundle=None))]
-    fn notify_updated(
-        &self,
-        serial: u64,
-        objtype: &Bound<'_, PyType>,
-        bundle: Option<&Bound<'_, PyAny>>,
-    ) {
-        let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Updated, serial, objtype);
-    }
-
-    #[pyo3(signature = (serial, objtype, bundle=None))]
-    fn notify_destroyed(
-        &self,
-        serial: u64,
-        objtype: &Bound<'_, PyType>,
-        bundle: Option<&Bound<'_, PyAny>>,
-    ) {
-        let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Destroyed, serial, objtype);
+        py.detach(|| self.shm.close());
     }
 
     fn __repr__(&self) -> String {
-        match self.core.path() {
+        match self.shm.path() {
             Some(p) => format!("<pytracker.ShmTracker {}>", p.display()),
             None => "<pytracker.ShmTracker (not published)>".into(),
         }
     }
-}
-
-/// Dispatch lookup for [`PyShmTracker`] (see `dispatch::register_native`).
-#[allow(unsafe_code)]
-pub(crate) unsafe fn shm_lookup<'a>(
-    py: Python<'a>,
-    obj: *mut pyo3::ffi::PyObject,
-) -> Option<&'a dyn Tracker> {
-    // SAFETY: dispatch calls this only for objects whose type is exactly
-    // `PyShmTracker`, kept alive by the caller for at least `'a`.
-    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<PyShmTracker>() };
-    let core: &ShmTracker = &this.get().core;
-    // SAFETY: the `Arc` lives as long as the Python object, which the caller
-    // keeps alive for `'a`.
-    Some(unsafe { &*(core as *const ShmTracker) })
 }
 
 /// At interpreter exit: removes every segment this process published.

@@ -116,16 +116,17 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_methods(m, &ty)?;
     m.add("Trackable", ty)?;
 
+    m.add_class::<trackers::NativeTracker>()?;
     m.add_class::<trackers::PyCountingTracker>()?;
     dispatch::register_native(
         py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
-        trackers::counting_lookup,
+        trackers::native_lookup,
     );
 
     m.add_class::<exporter::PyShmTracker>()?;
     dispatch::register_native(
         py.get_type::<exporter::PyShmTracker>().as_type_ptr(),
-        exporter::shm_lookup,
+        trackers::native_lookup,
     );
     m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
     m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;

@@ -1,18 +1,54 @@
 //! Native trackers exposed to Python. Objects whose tracker is one of these
 //! are counted in Rust with no Python call (see `dispatch.rs`).
+//!
+//! [`NativeTracker`] is their common base: it holds the Rust tracker and
+//! provides what every native tracker offers Python (`snapshot`, `dump`,
+//! the `notify_*` protocol). `CountingTracker` here and `ShmTracker` in
+//! `exporter.rs` add their constructors and own methods.
 
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
-use tracker_core::{ClassId, ClassSnapshot, CountingTracker, EventKind, Tracker};
+use tracker_core::{ClassSnapshot, CountingTracker, EventKind, Tracker};
+use tracker_shm::ShmTracker;
 
 use crate::typecache;
 
-/// Per-class counts and serial ranges, kept natively.
-#[pyclass(frozen, name = "CountingTracker", module = "pytracker")]
-pub(crate) struct PyCountingTracker {
-    pub(crate) core: Arc<CountingTracker>,
+/// A Rust tracker that can also list its per-class records.
+pub(crate) trait NativeCore: Tracker {
+    /// One record per class, sorted by name.
+    fn records(&self) -> Vec<ClassSnapshot>;
+}
+
+impl NativeCore for CountingTracker {
+    fn records(&self) -> Vec<ClassSnapshot> {
+        self.snapshot()
+    }
+}
+
+impl NativeCore for ShmTracker {
+    fn records(&self) -> Vec<ClassSnapshot> {
+        self.snapshot()
+    }
+}
+
+/// Base of the native trackers.
+#[pyclass(frozen, subclass, name = "NativeTracker", module = "pytracker")]
+pub(crate) struct NativeTracker {
+    core: Arc<dyn NativeCore>,
+}
+
+impl NativeTracker {
+    /// A base holding `core`.
+    pub(crate) fn new(core: Arc<dyn NativeCore>) -> Self {
+        NativeTracker { core }
+    }
+
+    /// The Rust tracker.
+    pub(crate) fn core(&self) -> &dyn NativeCore {
+        &*self.core
+    }
 }
 
 /// Converts snapshot records to Python dicts with the shared field names.
@@ -56,31 +92,29 @@ pub(crate) fn write_dump(
     Ok(())
 }
 
-/// Delivers a notification that Python code made by calling a native
-/// tracker's `notify_*` method directly.
-pub(crate) fn notify_from_python(
+fn notify_from_python(
     tracker: &dyn Tracker,
     kind: EventKind,
     serial: u64,
     objtype: &Bound<'_, PyType>,
 ) {
-    let class: ClassId = typecache::class_info(objtype).class;
+    let class = typecache::class_info(objtype).class;
     tracker.notify_serialized(kind, class, serial);
 }
 
 #[pymethods]
-impl PyCountingTracker {
-    #[new]
-    fn new() -> Self {
-        PyCountingTracker {
-            core: Arc::new(CountingTracker::new()),
-        }
-    }
-
+impl NativeTracker {
     /// One dict per class: name, live, created, destroyed, updated,
     /// first_serial, last_serial; sorted by name.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        records_to_py(py, &self.core.snapshot())
+        records_to_py(py, &self.core.records())
+    }
+
+    /// Writes one line per class, sorted by name, to `output` (default
+    /// `sys.stdout`): qualified name, live, created, destroyed.
+    #[pyo3(signature = (output=None))]
+    fn dump(&self, py: Python<'_>, output: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        write_dump(py, &self.core.records(), output)
     }
 
     #[pyo3(signature = (serial, objtype, bundle=None))]
@@ -91,7 +125,7 @@ impl PyCountingTracker {
         bundle: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Attached, serial, objtype);
+        notify_from_python(self.core(), EventKind::Attached, serial, objtype);
     }
 
     #[pyo3(signature = (serial, objtype, bundle=None))]
@@ -102,7 +136,7 @@ impl PyCountingTracker {
         bundle: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Detached, serial, objtype);
+        notify_from_python(self.core(), EventKind::Detached, serial, objtype);
     }
 
     #[pyo3(signature = (serial, objtype, bundle=None))]
@@ -113,7 +147,7 @@ impl PyCountingTracker {
         bundle: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Updated, serial, objtype);
+        notify_from_python(self.core(), EventKind::Updated, serial, objtype);
     }
 
     #[pyo3(signature = (serial, objtype, bundle=None))]
@@ -124,18 +158,24 @@ impl PyCountingTracker {
         bundle: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = bundle;
-        notify_from_python(&*self.core, EventKind::Destroyed, serial, objtype);
+        notify_from_python(self.core(), EventKind::Destroyed, serial, objtype);
+    }
+}
+
+/// Per-class counts and serial ranges, kept natively.
+#[pyclass(frozen, extends = NativeTracker, name = "CountingTracker", module = "pytracker")]
+pub(crate) struct PyCountingTracker;
+
+#[pymethods]
+impl PyCountingTracker {
+    #[new]
+    fn new() -> PyClassInitializer<Self> {
+        PyClassInitializer::from(NativeTracker::new(Arc::new(CountingTracker::new())))
+            .add_subclass(PyCountingTracker)
     }
 
-    /// Writes one line per class, sorted by name, to `output` (default
-    /// `sys.stdout`): qualified name, live, created, destroyed.
-    #[pyo3(signature = (output=None))]
-    fn dump(&self, py: Python<'_>, output: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        write_dump(py, &self.core.snapshot(), output)
-    }
-
-    fn __repr__(&self) -> String {
-        let snap = self.core.snapshot();
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let snap = slf.as_super().get().core.records();
         let live: u64 = snap.iter().map(|c| c.live).sum();
         format!(
             "<pytracker.CountingTracker: {} classes, {} live>",
@@ -145,17 +185,20 @@ impl PyCountingTracker {
     }
 }
 
-/// Dispatch lookup for [`PyCountingTracker`] (see `dispatch::register_native`).
+/// Dispatch lookup for every subclass of [`NativeTracker`] (see
+/// `dispatch::register_native`).
 #[allow(unsafe_code)]
-pub(crate) unsafe fn counting_lookup<'a>(
+pub(crate) unsafe fn native_lookup<'a>(
     py: Python<'a>,
     obj: *mut pyo3::ffi::PyObject,
 ) -> Option<&'a dyn Tracker> {
-    // SAFETY: dispatch calls this only for objects whose type is exactly
-    // `PyCountingTracker`, kept alive by the caller for at least `'a`.
-    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<PyCountingTracker>() };
-    let core: &CountingTracker = &this.get().core;
+    // SAFETY: dispatch calls this only for objects whose type is one of the
+    // registered subclasses of `NativeTracker` (whose layout starts with the
+    // base's), kept alive by the caller for at least `'a`.
+    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<NativeTracker>() };
+    let core: &dyn NativeCore = this.get().core();
     // SAFETY: the `Arc` lives as long as the Python object, which the caller
-    // keeps alive for `'a`.
-    Some(unsafe { &*(core as *const CountingTracker) })
+    // keeps alive for `'a`; only the lifetime is extended.
+    let core: &'a dyn NativeCore = unsafe { &*(core as *const dyn NativeCore) };
+    Some(core)
 }
