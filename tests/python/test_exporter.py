@@ -203,3 +203,49 @@ def test_shm_tracker_in_process(shm_dir):
     path = t.path
     t.close()
     assert not os.path.exists(path)
+
+
+def test_full_directory_warns_and_keeps_running(tmp_path):
+    """A file system with no room for the segment: real (a 64 KiB tmpfs)
+    when this test may mount one, else a file-size limit that makes sizing
+    the segment fail the same way."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = (
+        os.getuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], capture_output=True).returncode
+        == 0
+    )
+    code = textwrap.dedent(
+        """
+        import resource, signal, sys, warnings
+        warnings.simplefilter("always")
+        if sys.argv[1] == "limit":
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        import pytracker
+        class A(pytracker.Trackable):
+            pass
+        t = pytracker.start_exporter(directory=sys.argv[2])
+        keep = [A() for _ in range(5)]
+        print(t.path, [r["live"] for r in t.snapshot()])
+        print(t.problem)
+        """
+    )
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", code, "mounted" if mounted else "limit", str(tiny)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        first, problem = r.stdout.splitlines()
+        assert first == "None [5]"
+        assert "cannot create segment in %s" % tiny in problem
+        assert ("No space left on device" if mounted else "File too large") in problem
+        assert r.stderr.count("RuntimeWarning") == 1
+        assert [p for p in os.listdir(tiny)] == [], "no half-made file is left behind"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(tiny)])
