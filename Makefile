@@ -15,10 +15,10 @@ BIN := target/release
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.ready: tracker-py/pyproject.toml
+$(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=7"
+	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18"
 	touch $@
 
 .PHONY: venv

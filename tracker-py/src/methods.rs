@@ -14,6 +14,7 @@ use crate::object::TrackableRef;
 /// Assigns a tracker (or `None`). A previously assigned tracker, even the
 /// same one, is told `notify_detached` first; the new one `notify_attached`.
 #[pyfunction(name = "_set_tracker")]
+#[pyo3(text_signature = "(self, tracker)")]
 pub(crate) fn set_tracker(slf: &Bound<'_, PyAny>, tracker: &Bound<'_, PyAny>) -> PyResult<()> {
     let this = TrackableRef::new(slf)?;
     if let Some(old) = this.take_tracker() {
@@ -28,12 +29,14 @@ pub(crate) fn set_tracker(slf: &Bound<'_, PyAny>, tracker: &Bound<'_, PyAny>) ->
 
 /// The assigned tracker, or `None`.
 #[pyfunction(name = "_get_tracker")]
+#[pyo3(text_signature = "(self)")]
 pub(crate) fn get_tracker<'py>(slf: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(TrackableRef::new(slf)?.tracker())
 }
 
 /// Sets the data bundle, then tells the tracker `notify_updated`.
 #[pyfunction(name = "_set_data_bundle")]
+#[pyo3(text_signature = "(self, bundle)")]
 pub(crate) fn set_data_bundle(slf: &Bound<'_, PyAny>, bundle: &Bound<'_, PyAny>) -> PyResult<()> {
     let this = TrackableRef::new(slf)?;
     this.set_bundle(bundle);
@@ -49,12 +52,14 @@ fn notify_updated(this: &TrackableRef<'_, '_>) {
 
 /// The data bundle (`None` until one is set).
 #[pyfunction(name = "_get_data_bundle")]
+#[pyo3(text_signature = "(self)")]
 pub(crate) fn get_data_bundle<'py>(slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     Ok(TrackableRef::new(slf)?.bundle())
 }
 
 /// Setter of the `_data_bundle` attribute: stores without notifying.
 #[pyfunction(name = "_data_bundle_set")]
+#[pyo3(text_signature = "(self, bundle)")]
 pub(crate) fn data_bundle_set(slf: &Bound<'_, PyAny>, bundle: &Bound<'_, PyAny>) -> PyResult<()> {
     TrackableRef::new(slf)?.set_bundle(bundle);
     Ok(())
@@ -62,12 +67,14 @@ pub(crate) fn data_bundle_set(slf: &Bound<'_, PyAny>, bundle: &Bound<'_, PyAny>)
 
 /// The serial issued when the object was created.
 #[pyfunction(name = "_get_tracker_serial")]
+#[pyo3(text_signature = "(self)")]
 pub(crate) fn get_tracker_serial(slf: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(TrackableRef::new(slf)?.serial())
 }
 
 /// `(instance __dict__ or None, {'_data_bundle': bundle, **slot values})`.
 #[pyfunction(name = "__getstate__")]
+#[pyo3(text_signature = "(self)")]
 pub(crate) fn getstate<'py>(slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
     let py = slf.py();
     let this = TrackableRef::new(slf)?;
@@ -94,6 +101,7 @@ pub(crate) fn getstate<'py>(slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTu
 /// Restores what `__getstate__` returned (or a plain dict), then tells the
 /// tracker `notify_updated`.
 #[pyfunction(name = "__setstate__")]
+#[pyo3(text_signature = "(self, state)")]
 pub(crate) fn setstate(slf: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = slf.py();
     let this = TrackableRef::new(slf)?;
@@ -157,6 +165,7 @@ fn bad_state(state: &Bound<'_, PyAny>) -> PyErr {
 /// every protocol. Protocols 0 and 1 can pickle that form too, so a
 /// Trackable pickles with any protocol.
 #[pyfunction(name = "__reduce_ex__")]
+#[pyo3(text_signature = "(self, protocol)")]
 pub(crate) fn reduce_ex<'py>(
     slf: &Bound<'py, PyAny>,
     protocol: i32,

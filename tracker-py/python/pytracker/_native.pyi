@@ -1,7 +1,31 @@
+# Type stubs of the compiled module; checked against it by mypy's stubtest
+# (tests/python/test_stubs.py).
+
 from os import PathLike
 from pathlib import Path
-from typing import Any, Optional, TextIO, Union
+from typing import Any, Optional, SupportsIndex, TextIO, Union, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "CountingTracker",
+    "NativeTracker",
+    "SegmentError",
+    "ShmTracker",
+    "Trackable",
+    "cli_main",
+    "get_global_tracker",
+    "last_serial",
+    "read_snapshot",
+    "set_global_tracker",
+    "top_main",
+    "version",
+    "_after_fork_child",
+    "_close_exporters",
+    "_shutdown",
+]
+
+@disjoint_base
 class Trackable:
     _data_bundle: Any
     def _set_tracker(self, tracker: Any) -> None: ...
@@ -11,25 +35,26 @@ class Trackable:
     def _get_tracker_serial(self) -> int: ...
     def __getstate__(self) -> tuple[Optional[dict[str, Any]], dict[str, Any]]: ...
     def __setstate__(self, state: Any) -> None: ...
-    def __reduce_ex__(self, protocol: int) -> Any: ...
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any: ...
 
-Record = dict[str, Union[str, int]]
-
+@disjoint_base
 class NativeTracker:
     """Base of the native trackers (not instantiable)."""
-    def snapshot(self) -> list[Record]: ...
+    def snapshot(self) -> list[dict[str, Any]]: ...
     def dump(self, output: Optional[TextIO] = None) -> None: ...
     def notify_attached(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
     def notify_detached(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
     def notify_updated(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
     def notify_destroyed(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
 
+@final
 class CountingTracker(NativeTracker):
-    def __init__(self) -> None: ...
+    def __new__(cls) -> CountingTracker: ...
 
+@final
 class ShmTracker(NativeTracker):
-    def __init__(
-        self,
+    def __new__(
+        cls,
         directory: Optional[Union[str, PathLike[str]]] = None,
         class_capacity: int = 4096,
         ring_capacity: int = 65536,
@@ -37,7 +62,7 @@ class ShmTracker(NativeTracker):
         history_capacity: int = 64,
         history_period: float = 1.0,
         sampler: bool = True,
-    ) -> None: ...
+    ) -> ShmTracker: ...
     @property
     def path(self) -> Optional[Path]: ...
     @property

@@ -17,7 +17,7 @@ import pytest
 from . import _native
 from ._leaks import find_leaks, format_leaks, over_limits
 
-_START = pytest.StashKey()
+_START = pytest.StashKey[int]()
 
 
 def pytest_addoption(parser):
