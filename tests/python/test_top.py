@@ -206,3 +206,16 @@ def test_exits_when_the_terminal_goes_away(tmux, shm_dir, proc):
     while top_pids():
         assert time.monotonic() < deadline, "pytracker-top kept running without its terminal"
         time.sleep(0.1)
+
+
+def test_follows_terminal_resizes(tmux, shm_dir, proc):
+    start_top(tmux, shm_dir, "--pid %d" % proc.pid)
+    screen = tmux.wait_for(lambda s: "__main__.Order" in s)
+    assert max(len(l) for l in screen.splitlines()) == 150
+    tmux.run("resize-window", "-t", "t", "-x", "100", "-y", "20")
+    screen = tmux.wait_for(lambda s: max(len(l) for l in s.splitlines()) == 100 and "__main__.Order" in s)
+    borders = [l for l in screen.splitlines() if l.startswith("┌ classes")]
+    assert len(borders) == 1 and borders[0].endswith("┐") and len(borders[0]) == 100
+    assert len(screen.splitlines()) == 20
+    tmux.key("q")
+    tmux.wait_for(lambda s: "CREATED/S" not in s)
