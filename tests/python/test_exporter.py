@@ -249,3 +249,23 @@ def test_full_directory_warns_and_keeps_running(tmp_path):
     finally:
         if mounted:
             subprocess.run(["umount", str(tiny)])
+
+
+def test_old_segments_of_killed_processes_are_pruned(shm_dir):
+    """Services killed again and again must not fill /dev/shm: each new
+    exporter keeps the 8 newest exited segments of its user and removes the
+    rest; live writers' segments are never touched."""
+    live = TrackedProcess(shm_dir)
+    killed = []
+    for _ in range(12):
+        w = TrackedProcess(shm_dir)
+        w.kill()
+        killed.append(w.pid)
+    newest = TrackedProcess(shm_dir)
+    try:
+        pids = sorted(int(p.name.split("-")[2]) for p in segments(shm_dir))
+        assert pids == sorted([live.pid, newest.pid] + killed[-8:])
+        assert pytracker.read_snapshot(pid=live.pid)["process"]["writer_state"] == "alive"
+    finally:
+        live.kill()
+        newest.kill()

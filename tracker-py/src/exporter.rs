@@ -40,7 +40,7 @@ pub(crate) struct PyShmTracker {
 #[pymethods]
 impl PyShmTracker {
     #[new]
-    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=64, history_period=1.0, sampler=true))]
+    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=64, history_period=1.0, sampler=true, keep_exited=8))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -51,6 +51,7 @@ impl PyShmTracker {
         history_capacity: u64,
         history_period: f64,
         sampler: bool,
+        keep_exited: usize,
     ) -> PyResult<PyClassInitializer<Self>> {
         if !(history_period.is_finite() && history_period > 0.0) {
             return Err(pyo3::exceptions::PyValueError::new_err(
@@ -65,6 +66,7 @@ impl PyShmTracker {
             history_capacity,
             history_period: Duration::from_secs_f64(history_period),
             sampler,
+            keep_exited,
         };
         let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
         if let Some(problem) = shm.take_problem_report() {

@@ -145,6 +145,33 @@ pub fn list_segments() -> Vec<SegmentEntry> {
     list_segments_in(&search_directories())
 }
 
+/// Removes this user's segments in `dir` whose writers are gone, except the
+/// `keep` most recently created. Returns how many were removed. Errors are
+/// ignored: pruning is housekeeping.
+pub fn prune_exited(dir: &Path, keep: usize) -> usize {
+    let own = format!("{FILE_PREFIX}{}-", sys::uid());
+    let mut gone: Vec<(u64, PathBuf)> = list_segments_in(&[dir.to_path_buf()])
+        .into_iter()
+        .filter(|e| {
+            e.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&own))
+        })
+        .filter_map(|e| {
+            let seg = e.segment.ok()?;
+            writer_state(&seg)
+                .is_gone()
+                .then(|| (seg.header().created_unix_ms, e.path))
+        })
+        .collect();
+    gone.sort_by(|a, b| b.cmp(a)); // newest first
+    gone.into_iter()
+        .skip(keep)
+        .filter(|(_, path)| fs::remove_file(path).is_ok())
+        .count()
+}
+
 /// The segment of process `pid`: its live one, the newest if it has
 /// several.
 ///

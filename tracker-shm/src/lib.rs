@@ -39,7 +39,7 @@ mod writer;
 
 pub use discovery::{
     find_by_pid, find_by_pid_in, list_segments, list_segments_in, open_target, pid_from_name,
-    search_directories, writer_state, SegmentEntry, WriterState, DIR_ENV,
+    prune_exited, search_directories, writer_state, SegmentEntry, WriterState, DIR_ENV,
 };
 pub use error::{ReadError, WriteError};
 pub use reader::{process_age_seconds, Event, EventCursor, HeaderInfo, History, Segment};

@@ -35,6 +35,10 @@ pub struct ShmOptions {
     /// Run a sampler thread for history and heartbeat. Without it, call
     /// [`ShmTracker::sample`] yourself.
     pub sampler: bool,
+    /// Segments of this user's exited processes kept in the directory (for
+    /// post-mortem reading); older ones are removed when a tracker starts,
+    /// so crashed or killed services do not fill `/dev/shm`.
+    pub keep_exited: usize,
 }
 
 impl Default for ShmOptions {
@@ -47,6 +51,7 @@ impl Default for ShmOptions {
             history_capacity: 64,
             history_period: Duration::from_secs(1),
             sampler: true,
+            keep_exited: 8,
         }
     }
 }
@@ -394,6 +399,9 @@ impl ShmTracker {
         });
         let tracker = ShmTracker { inner };
         tracker.start_sampler();
+        if let Some(dir) = tracker.path().as_deref().and_then(Path::parent) {
+            crate::discovery::prune_exited(dir, tracker.inner.options.keep_exited);
+        }
         tracker
     }
 

@@ -62,6 +62,7 @@ class ShmTracker(NativeTracker):
         history_capacity: int = 64,
         history_period: float = 1.0,
         sampler: bool = True,
+        keep_exited: int = 8,
     ) -> ShmTracker: ...
     @property
     def path(self) -> Optional[Path]: ...
