@@ -72,13 +72,14 @@ fn state_without_lock(header: &HeaderInfo) -> WriterState {
     }
 }
 
-/// The directories readers search, in order.
+/// The directories readers search, in order: `$PYTRACKER_DIR` alone when
+/// it is set, else the memory-backed directories and the temporary
+/// directory (where writers fall back to).
 pub fn search_directories() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os(DIR_ENV) {
-        dirs.push(PathBuf::from(d));
+        return vec![PathBuf::from(d)];
     }
-    dirs.extend(memory_backed_directories());
+    let mut dirs = memory_backed_directories();
     dirs.push(std::env::temp_dir());
     dirs.dedup();
     dirs

@@ -17,8 +17,9 @@
 //! use tracker_core::{ClassId, EventKind, Tracker};
 //! use tracker_shm::{ShmOptions, ShmTracker, Segment, writer_state, WriterState};
 //!
-//! let dir = std::env::temp_dir();
-//! let tracker = ShmTracker::new(ShmOptions { directory: Some(dir), ..Default::default() });
+//! let dir = std::env::temp_dir().join(format!("pytracker-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let tracker = ShmTracker::new(ShmOptions { directory: Some(dir.clone()), ..Default::default() });
 //! let class = ClassId::named("doc.Example");
 //! tracker.notify(EventKind::Attached, class, 1);
 //!
@@ -26,6 +27,8 @@
 //! assert_eq!(writer_state(&segment), WriterState::Alive);
 //! let snapshot = segment.snapshot("alive");
 //! assert_eq!(snapshot.class("doc.Example").unwrap().live, 1);
+//! # drop(tracker);
+//! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
 mod discovery;

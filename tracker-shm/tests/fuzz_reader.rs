@@ -7,8 +7,10 @@ use proptest::prelude::*;
 use tracker_core::{ClassId, EventKind, Tracker};
 use tracker_shm::{layout, Segment, ShmOptions, ShmTracker};
 
+/// A directory of this test process (under target/, removed and re-made
+/// by each run).
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pytracker-fuzz-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-reader");
     fs::create_dir_all(&dir).unwrap();
     dir
 }
