@@ -35,7 +35,8 @@ class Tmux:
         self.run("send-keys", "-t", "t", name)
 
     def screen(self):
-        return self.run("capture-pane", "-p", "-t", "t").stdout
+        # -J joins lines the terminal wrapped, so long messages stay whole.
+        return self.run("capture-pane", "-p", "-J", "-t", "t").stdout
 
     def wait_for(self, predicate, timeout=15):
         deadline = time.monotonic() + timeout
@@ -179,8 +180,8 @@ def test_picker_with_several_processes(tmux, shm_dir, proc):
 
 def test_errors_match_the_cli(shm_dir, tmux):
     start_top(tmux, shm_dir, "--pid %d" % (2**31 - 3))
-    screen = tmux.wait_for(lambda s: "pytracker-top: error" in s)
-    assert "no process with pid %d" % (2**31 - 3) in screen
+    screen = tmux.wait_for(lambda s: "check the pid" in s)
+    assert "pytracker-top: error: no process with pid %d" % (2**31 - 3) in screen
     start_top(tmux, shm_dir, "")
     screen = tmux.wait_for(lambda s: "no tracked process is running" in s)
     assert tmux.stty_restored()

@@ -22,7 +22,8 @@ use crate::error::{CliError, EXIT_USAGE};
 
 fn report(tool: &str, e: &CliError) -> i32 {
     let _ = std::io::stdout().flush();
-    eprintln!("{tool}: error: {e}");
+    // One write, so the line never appears half-printed.
+    let _ = std::io::stderr().write_all(format!("{tool}: error: {e}\n").as_bytes());
     e.exit_code()
 }
 
