@@ -113,8 +113,7 @@ def test_live_view_keys_and_restore(tmux, shm_dir, proc):
 
     tmux.key("/")
     tmux.type("ord")
-    screen = tmux.wait_for(lambda s: [r[0] for r in rows(s)] == ["__main__.Order"])
-    assert "filter: ord" in screen
+    screen = tmux.wait_for(lambda s: "filter: ord" in s and [r[0] for r in rows(s)] == ["__main__.Order"])
     tmux.key("Enter")
     tmux.key("Enter")  # open the detail pane of the selected class
     screen = tmux.wait_for(lambda s: "live count history" in s)
