@@ -455,3 +455,22 @@ def test_global_tracker_replaced_while_a_class_is_first_seen():
     s = Sneaky()
     assert s._get_tracker() is None
     assert pytracker.get_global_tracker() is None
+
+
+def test_classes_made_at_run_time_are_counted_under_one_name():
+    counting = pytracker.CountingTracker()
+    pytracker.set_global_tracker(counting)
+
+    def factory():
+        class Made(Trackable):
+            pass
+
+        return Made
+
+    keep = [factory()() for _ in range(2000)]
+    made = [r for r in counting.snapshot() if r["name"].endswith("factory.<locals>.Made")]
+    assert len(made) == 1 and made[0]["live"] == 2000
+    del keep
+    gc.collect()
+    made = [r for r in counting.snapshot() if r["name"].endswith("factory.<locals>.Made")]
+    assert made[0]["live"] == 0 and made[0]["destroyed"] == 2000

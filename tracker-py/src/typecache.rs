@@ -38,6 +38,10 @@ struct Entry {
 }
 
 const WAYS: usize = 256;
+/// Entries kept beyond the direct-mapped ones. Classes created at run time
+/// (by factories) would otherwise grow the map without end: past this size
+/// it is emptied, and live classes come back on their next miss.
+const SPILL_MAX: usize = 1 << 16;
 
 struct Cache {
     direct: [Option<Entry>; WAYS],
@@ -102,6 +106,9 @@ fn slow_class_info(ty: &Bound<'_, PyType>) -> ClassInfo {
         CACHE.with(py, |c| {
             if let Some(old) = c.direct[slot(key)].replace(entry) {
                 if old.ty != key {
+                    if c.spill.len() >= SPILL_MAX {
+                        c.spill.clear();
+                    }
                     c.spill.insert(old.ty, old);
                 }
             }
