@@ -224,3 +224,23 @@ unsafe fn report_failure(tracker: *mut ffi::PyObject, name: *mut ffi::PyObject) 
         ffi::PyErr_WriteUnraisable(tracker);
     }
 }
+
+/// Dispatch lookup for every subclass of [`NativeTracker`] (see
+/// `dispatch::register_native`).
+pub(crate) unsafe fn native_lookup<'a>(
+    py: Python<'a>,
+    obj: *mut pyo3::ffi::PyObject,
+) -> Option<&'a dyn Tracker> {
+    // SAFETY: dispatch calls this only for objects whose type is one of the
+    // registered subclasses of `NativeTracker` (whose layout starts with the
+    // base's), kept alive by the caller for at least `'a`.
+    let this = unsafe {
+        pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<crate::trackers::NativeTracker>()
+    };
+    let core: &dyn crate::trackers::NativeCore = this.get().core();
+    // SAFETY: the `Arc` lives as long as the Python object, which the caller
+    // keeps alive for `'a`; only the lifetime is extended.
+    let core: &'a dyn crate::trackers::NativeCore =
+        unsafe { &*(core as *const dyn crate::trackers::NativeCore) };
+    Some(core)
+}

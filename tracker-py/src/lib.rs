@@ -65,18 +65,6 @@ fn _shutdown() {
     dispatch::shutdown();
 }
 
-/// Wraps a callable so that it binds to instances like a method.
-#[allow(unsafe_code)]
-fn instance_method<'py>(func: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    unsafe extern "C" {
-        fn PyInstanceMethod_New(func: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
-    }
-    let py = func.py();
-    // SAFETY: `func` is a live callable; the call returns a new reference or
-    // null with an exception set.
-    unsafe { Bound::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
-}
-
 fn install_methods(m: &Bound<'_, PyModule>, ty: &Bound<'_, PyType>) -> PyResult<()> {
     let py = m.py();
     let funcs = [
@@ -93,7 +81,7 @@ fn install_methods(m: &Bound<'_, PyModule>, ty: &Bound<'_, PyType>) -> PyResult<
         let name = f.getattr("__name__")?;
         ty.setattr(
             name.cast::<pyo3::types::PyString>()?,
-            instance_method(f.into_any())?,
+            object::instance_method(f.into_any())?,
         )?;
     }
     let getter = wrap_pyfunction!(methods::get_data_bundle, m)?;
@@ -120,13 +108,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<trackers::PyCountingTracker>()?;
     dispatch::register_native(
         py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
-        trackers::native_lookup,
+        dispatch::native_lookup,
     );
 
     m.add_class::<exporter::PyShmTracker>()?;
     dispatch::register_native(
         py.get_type::<exporter::PyShmTracker>().as_type_ptr(),
-        trackers::native_lookup,
+        dispatch::native_lookup,
     );
     m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
     m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;

@@ -476,3 +476,14 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
         unsafe { dispatch::notify(self.obj.py(), kind, self.raw, tracker.as_ptr()) }
     }
 }
+
+/// Wraps a callable so that it binds to instances like a method.
+pub(crate) fn instance_method<'py>(func: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    unsafe extern "C" {
+        fn PyInstanceMethod_New(func: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
+    }
+    let py = func.py();
+    // SAFETY: `func` is a live callable; the call returns a new reference or
+    // null with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
+}

@@ -184,21 +184,3 @@ impl PyCountingTracker {
         )
     }
 }
-
-/// Dispatch lookup for every subclass of [`NativeTracker`] (see
-/// `dispatch::register_native`).
-#[allow(unsafe_code)]
-pub(crate) unsafe fn native_lookup<'a>(
-    py: Python<'a>,
-    obj: *mut pyo3::ffi::PyObject,
-) -> Option<&'a dyn Tracker> {
-    // SAFETY: dispatch calls this only for objects whose type is one of the
-    // registered subclasses of `NativeTracker` (whose layout starts with the
-    // base's), kept alive by the caller for at least `'a`.
-    let this = unsafe { pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<NativeTracker>() };
-    let core: &dyn NativeCore = this.get().core();
-    // SAFETY: the `Arc` lives as long as the Python object, which the caller
-    // keeps alive for `'a`; only the lifetime is extended.
-    let core: &'a dyn NativeCore = unsafe { &*(core as *const dyn NativeCore) };
-    Some(core)
-}
