@@ -69,6 +69,14 @@ class Tracker(dict, TrackerMixin):
 
     type_tracker = TrackedType
 
+    # True while `_get_entry` is the one below: notifications then look the
+    # entry up inline, sparing a Python call per object.
+    _plain_entries = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._plain_entries = cls._get_entry is Tracker._get_entry
+
     def _get_entry(self, serial, objtype, bundle):
         """The entry that counts this object."""
         name = objtype.__name__
@@ -78,13 +86,17 @@ class Tracker(dict, TrackerMixin):
         return entry
 
     def notify_attached(self, serial, objtype, bundle):
-        entry = self._get_entry(serial, objtype, bundle)
+        entry = self.get(objtype.__name__) if self._plain_entries else None
+        if entry is None:
+            entry = self._get_entry(serial, objtype, bundle)
         entry.allocated += 1
         if entry.objects is not None:
             entry.objects[serial] = bundle
 
     def notify_detached(self, serial, objtype, bundle):
-        entry = self._get_entry(serial, objtype, bundle)
+        entry = self.get(objtype.__name__) if self._plain_entries else None
+        if entry is None:
+            entry = self._get_entry(serial, objtype, bundle)
         entry.allocated -= 1
         entry.deallocated += 1
         if entry.objects is not None:
