@@ -45,7 +45,9 @@ pub use discovery::{
     prune_exited, search_directories, writer_state, SegmentEntry, WriterState, DIR_ENV,
 };
 pub use error::{ReadError, WriteError};
-pub use reader::{process_age_seconds, Event, EventCursor, HeaderInfo, History, Segment};
+pub use reader::{
+    process_age_seconds, Event, EventCursor, HeaderInfo, History, Segment, MAX_EVENTS_PER_POLL,
+};
 pub use sys::monotonic_ns;
 pub use writer::{
     choose_directory, memory_backed_directories, ShmOptions, ShmTracker, WeakShmTracker,

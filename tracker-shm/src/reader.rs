@@ -398,6 +398,10 @@ pub struct Event {
     pub time_ns: u64,
 }
 
+/// The most events one [`Segment::poll_events`] call returns; older
+/// unread events are skipped and counted as lost.
+pub const MAX_EVENTS_PER_POLL: u64 = 1 << 16;
+
 /// A reader's position in the event ring.
 #[derive(Clone, Debug, Default)]
 pub struct EventCursor {
@@ -414,9 +418,13 @@ fn poll_events(v: ReadView, geo: &Geometry, cursor: &mut EventCursor, out: &mut 
     let head = v.u64(header::RING_HEAD).unwrap_or(0);
     fence(Acquire);
     let mut lost = 0;
-    if head.saturating_sub(cursor.next) > geo.ring_capacity {
-        lost += head - geo.ring_capacity - cursor.next;
-        cursor.next = head - geo.ring_capacity;
+    // Never more than the ring holds, nor more than one poll's worth: a
+    // huge (or hostile) ring must not make one poll take seconds or
+    // gigabytes. What is skipped counts as lost.
+    let window = geo.ring_capacity.min(MAX_EVENTS_PER_POLL);
+    if head.saturating_sub(cursor.next) > window {
+        lost += head - window - cursor.next;
+        cursor.next = head - window;
     }
     while cursor.next < head {
         let t = cursor.next;

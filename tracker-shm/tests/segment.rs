@@ -454,3 +454,23 @@ fn writer_refuses_precreated_file_and_symlinks() {
     assert_ne!(tracker2.path().unwrap(), path);
     assert_eq!(fs::read(&victim).unwrap(), b"keep me");
 }
+
+#[test]
+fn one_poll_reads_at_most_a_bounded_window() {
+    let dir = TestDir::new("window");
+    let tracker = ShmTracker::new(ShmOptions {
+        ring_capacity: 1 << 17,
+        ..dir.options()
+    });
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let mut cursor = seg.events_from_now();
+    let c = ClassId::named("win.X");
+    for s in 1..=100_000 {
+        tracker.notify(EventKind::Attached, c, s);
+    }
+    let mut events = Vec::new();
+    let lost = seg.poll_events(&mut cursor, &mut events);
+    assert_eq!(events.len() as u64, tracker_shm::MAX_EVENTS_PER_POLL);
+    assert_eq!(lost, 100_000 - tracker_shm::MAX_EVENTS_PER_POLL);
+    assert_eq!(events.last().unwrap().serial, 100_000);
+}
