@@ -13,7 +13,7 @@ BIN := target/release
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.ready ## create the virtualenv with maturin and pytest
+venv: $(VENV)/.ready ## create the virtualenv with maturin, pytest and mypy
 
 .PHONY: system-deps
 system-deps: ## install Debian packages the tests use (tmux)
