@@ -3,19 +3,17 @@
 use std::path::Path;
 
 use tracker_core::{Snapshot, SNAPSHOT_SCHEMA_VERSION};
-use tracker_shm::{open_target, writer_state, Segment};
+use tracker_shm::{writer_state, Segment, Target};
 
 use crate::cli::TargetArgs;
 use crate::error::{CliError, CliResult};
 
 /// Opens the segment named by `--pid` or `--path`.
 pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
-    if target.pid.is_none() && target.path.is_none() {
-        return Err(CliError::Usage(
-            "give --pid PID or --path SEGMENT (pytracker-cli ps lists them)".into(),
-        ));
-    }
-    Ok(open_target(target.pid, target.path.as_deref())?)
+    let target = Target::from_options(target.pid, target.path.as_deref()).ok_or_else(|| {
+        CliError::Usage("give --pid PID or --path SEGMENT (pytracker-cli ps lists them)".into())
+    })?;
+    Ok(target.open()?)
 }
 
 /// A snapshot of a live segment, with the writer's state.

@@ -150,15 +150,30 @@ impl ClassCounters {
 
     /// Reads the totals. `destroyed` is read before `created`, so a reader
     /// racing writers never sees more objects leave than arrive.
+    ///
+    /// Only loads and a fence: safe on memory mapped read-only from another
+    /// process. Sums wrap rather than panic, since such memory may hold
+    /// anything.
     pub fn totals(&self) -> Totals {
-        let destroyed =
-            self.shared.destroyed.load(Relaxed) + self.serialized.destroyed.load(Relaxed);
+        let destroyed = self
+            .shared
+            .destroyed
+            .load(Relaxed)
+            .wrapping_add(self.serialized.destroyed.load(Relaxed));
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-        let created = self.shared.created.load(Relaxed) + self.serialized.created.load(Relaxed);
+        let created = self
+            .shared
+            .created
+            .load(Relaxed)
+            .wrapping_add(self.serialized.created.load(Relaxed));
         Totals {
             created: created.max(destroyed),
             destroyed,
-            updated: self.shared.updated.load(Relaxed) + self.serialized.updated.load(Relaxed),
+            updated: self
+                .shared
+                .updated
+                .load(Relaxed)
+                .wrapping_add(self.serialized.updated.load(Relaxed)),
             first_serial: self.first_serial.load(Relaxed),
             last_serial: self
                 .shared

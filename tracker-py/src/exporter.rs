@@ -167,14 +167,12 @@ pub(crate) fn read_snapshot<'py>(
     pid: Option<u32>,
     path: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if pid.is_none() && path.is_none() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "read_snapshot() needs pid= or path=",
-        ));
-    }
+    let target = tracker_shm::Target::from_options(pid, path.as_deref()).ok_or_else(|| {
+        pyo3::exceptions::PyTypeError::new_err("read_snapshot() needs pid= or path=")
+    })?;
     let (snap, state) = py
         .detach(|| {
-            let seg = tracker_shm::open_target(pid, path.as_deref())?;
+            let seg = target.open()?;
             let state = tracker_shm::writer_state(&seg);
             Ok::<_, ReadError>((seg.snapshot(state.label()), state))
         })

@@ -221,15 +221,35 @@ pub fn find_by_pid_in(pid: u32, dirs: &[PathBuf]) -> Result<Segment, ReadError> 
     }
 }
 
-/// Opens a segment given either a pid or a path.
-///
-/// # Errors
-/// As [`find_by_pid`] and [`Segment::open`].
-pub fn open_target(pid: Option<u32>, path: Option<&Path>) -> Result<Segment, ReadError> {
-    match (pid, path) {
-        (_, Some(p)) => Segment::open(p),
-        (Some(pid), None) => find_by_pid(pid),
-        (None, None) => Err(ReadError::NotTracked { pid: 0 }),
+/// The segment a reader asks for: a process's, or one file's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The segment of this process (see [`find_by_pid`]).
+    Pid(u32),
+    /// This segment file.
+    Path(PathBuf),
+}
+
+impl Target {
+    /// The target named by optional `--pid`/`--path` style arguments (a
+    /// path wins over a pid); `None` when neither is given.
+    pub fn from_options(pid: Option<u32>, path: Option<&Path>) -> Option<Target> {
+        match (pid, path) {
+            (_, Some(p)) => Some(Target::Path(p.to_path_buf())),
+            (Some(pid), None) => Some(Target::Pid(pid)),
+            (None, None) => None,
+        }
+    }
+
+    /// Opens the segment.
+    ///
+    /// # Errors
+    /// As [`find_by_pid`] and [`Segment::open`].
+    pub fn open(&self) -> Result<Segment, ReadError> {
+        match self {
+            Target::Pid(pid) => find_by_pid(*pid),
+            Target::Path(path) => Segment::open(path),
+        }
     }
 }
 

@@ -51,16 +51,6 @@ pub(crate) fn boot_id() -> [u8; 16] {
     out
 }
 
-/// Seconds since boot.
-pub(crate) fn uptime_seconds() -> Option<f64> {
-    fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

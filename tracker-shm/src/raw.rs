@@ -41,16 +41,18 @@ impl ReadView {
         self.len
     }
 
+    /// `off` if `len` bytes from it are in bounds and `off` is a multiple
+    /// of `align`.
     #[inline]
-    fn check(&self, off: u64, width: u64) -> Option<usize> {
-        let end = off.checked_add(width)?;
-        (off % width == 0 && end <= self.len as u64).then_some(off as usize)
+    fn check(&self, off: u64, len: u64, align: u64) -> Option<usize> {
+        let end = off.checked_add(len)?;
+        (off % align == 0 && end <= self.len as u64).then_some(off as usize)
     }
 
     /// The u64 at `off`, or `None` if out of bounds or unaligned.
     #[inline]
     pub(crate) fn u64(&self, off: u64) -> Option<u64> {
-        let off = self.check(off, 8)?;
+        let off = self.check(off, 8, 8)?;
         // SAFETY: in bounds and aligned (checked above; the base is 8-byte
         // aligned); an atomic load is allowed on read-only memory for a
         // natively supported width, and the writer only uses atomics too.
@@ -60,9 +62,22 @@ impl ReadView {
     /// The u32 at `off`, or `None` if out of bounds or unaligned.
     #[inline]
     pub(crate) fn u32(&self, off: u64) -> Option<u32> {
-        let off = self.check(off, 4)?;
+        let off = self.check(off, 4, 4)?;
         // SAFETY: as in `u64`.
         Some(unsafe { AtomicU32::from_ptr(self.ptr.add(off) as *mut u32).load(Ordering::Relaxed) })
+    }
+
+    /// The class counters at `off`, or `None` if out of bounds or unaligned.
+    /// Only their loading methods may be used (`ClassCounters::totals`):
+    /// the memory may be mapped read-only.
+    pub(crate) fn counters(&self, off: u64) -> Option<&tracker_core::ClassCounters> {
+        let off = self.check(off, 8 * tracker_core::counter_words::COUNT, 8)?;
+        // SAFETY: in bounds and 8-aligned (checked; the base is 8-aligned);
+        // `ClassCounters` is `repr(C)` atomics valid for any bit pattern,
+        // and atomic loads are allowed on read-only memory. The view's
+        // owner keeps the mapping alive for the view's (and so the
+        // reference's) life.
+        Some(unsafe { &*(self.ptr.add(off) as *const tracker_core::ClassCounters) })
     }
 
     /// `len` bytes at `off` (8-byte aligned), read word by word.

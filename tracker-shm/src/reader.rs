@@ -10,14 +10,12 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering::Acquire};
 
-use tracker_core::{
-    counter_words as cw, ClassSnapshot, EventKind, ProcessInfo, Serial, Snapshot, Totals,
-};
+use tracker_core::{ClassSnapshot, EventKind, ProcessInfo, Serial, Snapshot};
 
 use crate::error::ReadError;
 use crate::layout::{self, class, event, header, Geometry};
 use crate::raw::{ReadMap, ReadView};
-use crate::{proc, sys};
+use crate::sys;
 
 /// What the header says about the writer and the segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -333,23 +331,6 @@ pub(crate) fn read_header(v: ReadView) -> HeaderInfo {
     }
 }
 
-/// Reads one class slot's counters consistently: destroy counts first, then
-/// (after an acquire fence, pairing with the writer's release stores of
-/// destroy counts) create counts, so `live` is never negative.
-fn read_totals(v: ReadView, base: u64) -> Totals {
-    let w = |i: u64| v.u64(base + 8 * i).unwrap_or(0);
-    let destroyed = w(cw::DESTROYED_SHARED).wrapping_add(w(cw::DESTROYED_SERIAL));
-    fence(Acquire);
-    let created = w(cw::CREATED_SHARED).wrapping_add(w(cw::CREATED_SERIAL));
-    Totals {
-        created: created.max(destroyed),
-        destroyed,
-        updated: w(cw::UPDATED_SHARED).wrapping_add(w(cw::UPDATED_SERIAL)),
-        first_serial: w(cw::FIRST_SERIAL),
-        last_serial: w(cw::LAST_SERIAL_SHARED).max(w(cw::LAST_SERIAL_SERIAL)),
-    }
-}
-
 pub(crate) fn read_classes(v: ReadView, geo: &Geometry) -> Vec<(u32, ClassSnapshot)> {
     let used = v
         .u64(header::CLASS_COUNT)
@@ -364,7 +345,10 @@ pub(crate) fn read_classes(v: ReadView, geo: &Geometry) -> Vec<(u32, ClassSnapsh
         }
         fence(Acquire);
         let flags = v.u64(base + class::FLAGS).unwrap_or(0);
-        let totals = read_totals(v, base + class::COUNTERS);
+        let totals = v
+            .counters(base + class::COUNTERS)
+            .map(|c| c.totals())
+            .unwrap_or_default();
         let is_overflow = flags & layout::CLASS_OVERFLOW != 0;
         if is_overflow && totals.created == 0 && totals.updated == 0 {
             continue;
@@ -503,11 +487,4 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
         }
     }
     h
-}
-
-/// Seconds since the process with `start_time` (clock ticks after boot)
-/// started, if known.
-pub fn process_age_seconds(start_time: u64) -> Option<f64> {
-    let up = proc::uptime_seconds()?;
-    Some((up - start_time as f64 / crate::sys::clock_ticks_per_second() as f64).max(0.0))
 }

@@ -75,17 +75,6 @@ pub(crate) fn coarse_monotonic_ns() -> u64 {
     clock(libc::CLOCK_MONOTONIC_COARSE)
 }
 
-/// Clock ticks per second, the unit of `/proc/<pid>/stat` times.
-pub(crate) fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as u64
-    } else {
-        100
-    }
-}
-
 /// Whether a process with this pid exists (zombies included).
 pub(crate) fn pid_exists(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {

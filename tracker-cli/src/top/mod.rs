@@ -35,10 +35,10 @@ pub fn run(cli: &TopCli) -> CliResult<i32> {
         ));
     }
     // Attach before touching the terminal, so errors print normally.
-    let segment = match (cli.pid, &cli.path) {
+    let segment = match tracker_shm::Target::from_options(cli.pid, cli.path.as_deref()) {
+        Some(target) => Some(target.open()?),
         // None when several processes are tracked: pick one in the TUI.
-        (None, None) => only_live_segment()?,
-        (pid, path) => Some(tracker_shm::open_target(pid, path.as_deref())?),
+        None => only_live_segment()?,
     };
     let terminate = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {

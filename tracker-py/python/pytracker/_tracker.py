@@ -109,14 +109,10 @@ class Tracker(dict, TrackerMixin):
         if entry.objects is not None and serial in entry.objects:
             entry.objects[serial] = bundle
 
-    def _entry_for_class(self, cls):
-        entry = self._get_entry(None, cls, None)
-        return entry
-
     def set_object_tracking(self, cls, enable=True):
         """Keep (or stop keeping) each live object's bundle, by serial, for
         objects of ``cls`` attached from now on."""
-        entry = self._entry_for_class(cls)
+        entry = self._get_entry(None, cls, None)
         if enable:
             if entry.objects is None:
                 entry.objects = {}
@@ -126,7 +122,7 @@ class Tracker(dict, TrackerMixin):
     def reset_object_tracking(self, cls):
         """Forget the objects recorded so far for ``cls`` (tracking stays on
         if it was on)."""
-        entry = self._entry_for_class(cls)
+        entry = self._get_entry(None, cls, None)
         if entry.objects is not None:
             entry.objects = {}
 
