@@ -173,8 +173,7 @@ unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *m
     unsafe {
         let args = object::notify_args(this);
         let name = METHOD_NAMES[usize::from(kind.code() - 1)].load(Relaxed);
-        let (mut et, mut ev, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        ffi::PyErr_Fetch(&mut et, &mut ev, &mut tb);
+        let pending = PendingError::take();
 
         let serial = ffi::PyLong_FromUnsignedLongLong(args.serial);
         if serial.is_null() {
@@ -201,7 +200,61 @@ unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *m
             ffi::Py_DECREF(bundle);
             ffi::Py_DECREF(serial);
         }
-        ffi::PyErr_Restore(et, ev, tb);
+        pending.restore();
+    }
+}
+
+/// The exception being raised, set aside while other code runs. Uses the
+/// single-object API from 3.12 on (the three-part one is deprecated there).
+struct PendingError {
+    #[cfg(Py_3_12)]
+    exc: *mut ffi::PyObject,
+    #[cfg(not(Py_3_12))]
+    parts: [*mut ffi::PyObject; 3],
+}
+
+impl PendingError {
+    /// Takes the current exception (if any), leaving none set.
+    ///
+    /// # Safety
+    /// GIL held.
+    #[inline]
+    unsafe fn take() -> Self {
+        // SAFETY: GIL held (contract); the references move into `self`.
+        unsafe {
+            #[cfg(Py_3_12)]
+            return PendingError {
+                exc: ffi::PyErr_GetRaisedException(),
+            };
+            #[cfg(not(Py_3_12))]
+            {
+                let mut parts = [ptr::null_mut(); 3];
+                let [t, v, tb] = &mut parts;
+                ffi::PyErr_Fetch(t, v, tb);
+                PendingError { parts }
+            }
+        }
+    }
+
+    /// Sets the taken exception again (replacing any set since).
+    ///
+    /// # Safety
+    /// GIL held.
+    #[inline]
+    unsafe fn restore(self) {
+        // SAFETY: GIL held (contract); the references move back to CPython.
+        unsafe {
+            #[cfg(Py_3_12)]
+            {
+                if self.exc.is_null() {
+                    ffi::PyErr_Clear();
+                } else {
+                    ffi::PyErr_SetRaisedException(self.exc);
+                }
+            }
+            #[cfg(not(Py_3_12))]
+            ffi::PyErr_Restore(self.parts[0], self.parts[1], self.parts[2]);
+        }
     }
 }
 
@@ -212,10 +265,9 @@ unsafe fn report_failure(tracker: *mut ffi::PyObject, name: *mut ffi::PyObject) 
     // SAFETY: GIL held, an exception is set, `tracker` and `name` are live.
     unsafe {
         if ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) != 0 {
-            let (mut et, mut ev, mut tb) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-            ffi::PyErr_Fetch(&mut et, &mut ev, &mut tb);
+            let pending = PendingError::take();
             let has = ffi::PyObject_HasAttr(tracker, name) != 0;
-            ffi::PyErr_Restore(et, ev, tb);
+            pending.restore();
             if !has {
                 ffi::PyErr_Clear();
                 return;

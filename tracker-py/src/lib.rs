@@ -59,6 +59,13 @@ fn last_serial() -> u64 {
     tracker_core::last_issued()
 }
 
+/// (slow class look-ups, cache revalidations) since import: a test aid
+/// proving that objects of a known class never take the slow look-up.
+#[pyfunction]
+fn _typecache_stats() -> (u64, u64) {
+    typecache::stats()
+}
+
 /// Called at interpreter exit: stops calling Python trackers.
 #[pyfunction]
 fn _shutdown() {
@@ -99,7 +106,13 @@ fn install_methods(m: &Bound<'_, PyModule>, ty: &Bound<'_, PyType>) -> PyResult<
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    #[cfg(Py_GIL_DISABLED)]
+    return Err(pyo3::exceptions::PyImportError::new_err(
+        "pytracker does not support free-threaded CPython builds yet (this interpreter runs without \
+         the GIL, which pytracker's native counters rely on): use the default CPython build",
+    ));
     dispatch::init(py);
+    typecache::init(py);
     let ty = object::create_type(py)?;
     install_methods(m, &ty)?;
     m.add("Trackable", ty)?;
@@ -128,5 +141,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(last_serial, m)?)?;
     m.add_function(wrap_pyfunction!(top_main, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(_typecache_stats, m)?)?;
     Ok(())
 }

@@ -41,9 +41,27 @@ pub(crate) struct TrackableObject {
     tracker: *mut ffi::PyObject,
     /// Strong reference to the data bundle, or null (reads as `None`).
     bundle: *mut ffi::PyObject,
-    /// CPython's weak-reference list head.
+    /// CPython's weak-reference list head. From 3.12 on CPython keeps it in
+    /// the object's pre-header (`Py_TPFLAGS_MANAGED_WEAKREF`), in the slot
+    /// that plain classes use too, so a Trackable costs no extra word for it.
+    #[cfg(not(Py_3_12))]
     weaklist: *mut ffi::PyObject,
 }
+
+/// Type flags of `Trackable`.
+#[cfg(not(Py_3_12))]
+const TYPE_FLAGS: std::ffi::c_ulong =
+    ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC;
+#[cfg(Py_3_12)]
+const TYPE_FLAGS: std::ffi::c_ulong = ffi::Py_TPFLAGS_DEFAULT
+    | ffi::Py_TPFLAGS_BASETYPE
+    | ffi::Py_TPFLAGS_HAVE_GC
+    | ffi::Py_TPFLAGS_MANAGED_WEAKREF;
+
+/// Where the weak-reference list of a Trackable is, relative to the object:
+/// `tp_weaklistoffset`, read once at import (negative for the managed
+/// pre-header slot of 3.12+).
+static WEAKLIST_OFFSET: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
 
 /// The type object, set once by [`create_type`].
 static TRACKABLE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
@@ -56,6 +74,7 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     // The spec and its arrays must outlive the call only; CPython copies
     // what it needs (members are copied into descriptors).
     let mut members = [
+        #[cfg(not(Py_3_12))]
         ffi::PyMemberDef {
             name: c"__weaklistoffset__".as_ptr(),
             type_code: ffi::Py_T_PYSSIZET,
@@ -100,7 +119,7 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
         name: c"pytracker.Trackable".as_ptr(),
         basicsize: std::mem::size_of::<TrackableObject>() as c_int,
         itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_BASETYPE | ffi::Py_TPFLAGS_HAVE_GC) as _,
+        flags: TYPE_FLAGS as _,
         slots: slots.as_mut_ptr(),
     };
     // SAFETY: `spec`, `slots` and `members` are valid, null-terminated and
@@ -117,28 +136,43 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     Ok(ty)
 }
 
-/// Checks at import that CPython laid the type out as this module assumes.
+/// Checks at import that CPython laid the type out as this module assumes,
+/// and records where its weak-reference list is.
 fn assert_layout(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let raw = ty.as_type_ptr();
     // SAFETY: `raw` is the live type just created; plain field reads.
-    let (basic, weak, dict) = unsafe {
+    let (basic, weak, dict, flags) = unsafe {
         (
             (*raw).tp_basicsize,
             (*raw).tp_weaklistoffset,
             (*raw).tp_dictoffset,
+            (*raw).tp_flags,
         )
     };
-    let expected_weak = std::mem::offset_of!(TrackableObject, weaklist) as ffi::Py_ssize_t;
+    #[cfg(not(Py_3_12))]
+    let weak_ok = weak == std::mem::offset_of!(TrackableObject, weaklist) as ffi::Py_ssize_t;
+    // The managed slot lies in the pre-header, before the object.
+    #[cfg(Py_3_12)]
+    let weak_ok = weak < 0 && flags & ffi::Py_TPFLAGS_MANAGED_WEAKREF != 0;
     if basic as usize != std::mem::size_of::<TrackableObject>()
-        || weak != expected_weak
+        || !weak_ok
         || dict != 0
+        || flags & ffi::Py_TPFLAGS_HAVE_GC == 0
     {
         return Err(pyo3::exceptions::PyImportError::new_err(format!(
-            "pytracker: unexpected Trackable layout (basicsize {basic}, weaklistoffset {weak}, dictoffset {dict}); \
-             this build of pytracker does not match this Python interpreter: reinstall it for this Python"
+            "pytracker: unexpected Trackable layout on Python {} (basicsize {basic}, weaklistoffset {weak}, \
+             dictoffset {dict}, flags {flags:#x}); this build of pytracker does not match this \
+             interpreter: reinstall pytracker for this Python",
+            py_version(ty.py())
         )));
     }
+    WEAKLIST_OFFSET.store(weak as isize, Relaxed);
     Ok(())
+}
+
+fn py_version(py: Python<'_>) -> String {
+    let v = py.version_info();
+    format!("{}.{}.{}", v.major, v.minor, v.patch)
 }
 
 /// The `Trackable` type pointer (null before import).
@@ -234,11 +268,11 @@ unsafe fn no_arguments_error(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
 /// The cached class facts of `ty`; `None` only if computing them panicked.
 #[inline]
 unsafe fn class_of(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> Option<typecache::ClassInfo> {
-    // SAFETY: the caller guarantees `ty` is a live type object; borrowed for the call.
-    let ty = unsafe {
-        Bound::from_borrowed_ptr(py, ty as *mut ffi::PyObject).cast_into_unchecked::<PyType>()
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| typecache::class_info(&ty))).ok()
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller guarantees GIL held and `ty` a live type object.
+        unsafe { typecache::class_info_raw(py, ty) }
+    }))
+    .ok()
 }
 
 /// `tp_dealloc`: tells the tracker, then frees. Also reached from subclass
@@ -251,7 +285,11 @@ unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
         let ty = ffi::Py_TYPE(obj);
         ffi::PyObject_GC_UnTrack(obj as *mut c_void);
         let this = obj as *mut TrackableObject;
-        if !(*this).weaklist.is_null() {
+        // The list head is at the offset CPython reported at import (inside
+        // the object before 3.12, in its pre-header since).
+        let weaklist =
+            (obj as *mut u8).offset(WEAKLIST_OFFSET.load(Relaxed)) as *mut *mut ffi::PyObject;
+        if !(*weaklist).is_null() {
             ffi::PyObject_ClearWeakRefs(obj);
         }
         release_tracker(this, true);
