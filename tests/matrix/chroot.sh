@@ -21,7 +21,7 @@ packages_for() {
     local common="ca-certificates,gcc,libc6-dev,make,tmux,procps,util-linux"
     case "$1" in
         trixie) echo "$common,python3.13,python3.13-dev,python3.13-venv" ;;
-        sid) echo "$common,python3.14,python3.14-dev,python3.14-venv,python3.15,python3.15-dev,python3.15-venv" ;;
+        sid) echo "$common,valgrind,python3.14,python3.14-dev,python3.14-venv,python3.15,python3.15-dev,python3.15-venv" ;;
         *) die "unknown suite '$1' (known: trixie, sid)" ;;
     esac
 }
@@ -63,18 +63,30 @@ run() {
     unshare --mount --propagation private -- bash -euo pipefail -c '
         dir=$1 rustup=$2 cargo=$3 checkout=$4; shift 4
         mount -t proc proc "$dir/proc"
-        mount -t tmpfs -o mode=1777,size=512m tmpfs "$dir/dev/shm" 2>/dev/null \
-            || { mkdir -p "$dir/dev/shm"; mount -t tmpfs -o mode=1777,size=512m tmpfs "$dir/dev/shm"; }
-        mount --rbind /dev "$dir/dev" 2>/dev/null || true
+        mount --rbind /dev "$dir/dev"
+        mkdir -p "$dir/dev/shm"
         mount -t tmpfs -o mode=1777,size=512m tmpfs "$dir/dev/shm"
         mount -t tmpfs -o mode=1777 tmpfs "$dir/tmp"
         for p in "$rustup" "$cargo" "$checkout"; do
             mkdir -p "$dir$p"; mount --bind "$p" "$dir$p"
         done
         cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null || true
+        # The host may reach the registries through a proxy with its own
+        # certificate authority: the chroot trusts what the host trusts.
+        bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+        ca=
+        if [ -f "$bundle" ]; then
+            cp "$bundle" "$dir/etc/ssl/certs/host-ca-bundle.crt"
+            ca=/etc/ssl/certs/host-ca-bundle.crt
+        fi
         exec chroot "$dir" /usr/bin/env -i HOME=/root TERM="${TERM:-xterm}" \
             PATH="$cargo/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
             RUSTUP_HOME="$rustup" CARGO_HOME="$cargo" CI="${CI:-}" \
+            ${ca:+PIP_CERT=$ca SSL_CERT_FILE=$ca REQUESTS_CA_BUNDLE=$ca CARGO_HTTP_CAINFO=$ca} \
+            ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} \
+            ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
+            ${HTTP_PROXY:+HTTP_PROXY=$HTTP_PROXY} ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} \
+            PIP_DEFAULT_TIMEOUT=180 PIP_DISABLE_PIP_VERSION_CHECK=1 \
             bash -c "cd \"\$0\" && exec \"\$@\"" "$checkout" "$@"
     ' _ "$dir" "$rustup" "$cargo" "$CHECKOUT" "$@"
 }

@@ -12,13 +12,18 @@ const CHUNKS: usize = 4096;
 /// Holds up to [`ClassTable::CAPACITY`] classes; ids beyond it are ignored
 /// by [`ClassTable::get_or_init`] returning `None`.
 pub struct ClassTable<T> {
-    chunks: Box<[OnceLock<Box<[T]>>]>,
+    /// Fixed lengths, so an index reduced modulo them needs no bounds check.
+    chunks: Box<[OnceLock<Box<[T; CHUNK]>>; CHUNKS]>,
 }
 
 impl<T: Default> Default for ClassTable<T> {
     fn default() -> Self {
+        let chunks: Box<[OnceLock<Box<[T; CHUNK]>>]> =
+            (0..CHUNKS).map(|_| OnceLock::new()).collect();
         ClassTable {
-            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+            chunks: chunks
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("CHUNKS chunks")),
         }
     }
 }
@@ -32,7 +37,17 @@ impl<T: Default> ClassTable<T> {
     pub fn get_or_init(&self, id: ClassId) -> Option<&T> {
         let (chunk, slot) = (id.index() / CHUNK, id.index() % CHUNK);
         let chunk = self.chunks.get(chunk)?;
-        Some(&chunk.get_or_init(|| (0..CHUNK).map(|_| T::default()).collect())[slot])
+        let entries = match chunk.get() {
+            Some(entries) => entries,
+            None => Self::init_chunk(chunk),
+        };
+        Some(&entries[slot])
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init_chunk(chunk: &OnceLock<Box<[T; CHUNK]>>) -> &[T; CHUNK] {
+        chunk.get_or_init(|| Box::new(std::array::from_fn(|_| T::default())))
     }
 
     /// The entry of `id` if its chunk exists.

@@ -68,6 +68,21 @@ pub trait Tracker: Send + Sync {
     fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial) {
         self.notify(kind, class, serial);
     }
+
+    /// [`Tracker::notify_serialized`] for [`EventKind::Attached`]. Object
+    /// creation calls this with the kind known statically, so trackers can
+    /// implement it without a branch on the kind.
+    #[inline]
+    fn attached_serialized(&self, class: ClassId, serial: Serial) {
+        self.notify_serialized(EventKind::Attached, class, serial);
+    }
+
+    /// [`Tracker::notify_serialized`] for [`EventKind::Destroyed`] (see
+    /// [`Tracker::attached_serialized`]).
+    #[inline]
+    fn destroyed_serialized(&self, class: ClassId, serial: Serial) {
+        self.notify_serialized(EventKind::Destroyed, class, serial);
+    }
 }
 
 static GLOBAL: RwLock<Option<Arc<dyn Tracker>>> = RwLock::new(None);

@@ -101,7 +101,7 @@ pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
     GLOBAL_NATIVE.with(py, |g| *g = GlobalNative { tracker, native });
 }
 
-#[inline]
+#[inline(always)]
 fn native<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
     let global = GLOBAL_NATIVE.with(py, |g| *g);
     if global.tracker == tracker {
@@ -136,11 +136,32 @@ fn native_by_type<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a
     None
 }
 
+/// Tells `tracker` that the new object `this`, of class `class` with serial
+/// `serial`, was attached to it: [`notify`] for the creation path, where
+/// the class and serial are already in registers.
+///
+/// # Safety
+/// GIL held; `this` a live Trackable; `tracker` a live object.
+#[inline(always)]
+pub(crate) unsafe fn notify_attached(
+    py: Python<'_>,
+    this: *mut TrackableObject,
+    tracker: *mut ffi::PyObject,
+    class: tracker_core::ClassId,
+    serial: tracker_core::Serial,
+) {
+    match native(py, tracker) {
+        Some(native) => native.attached_serialized(class, serial),
+        // SAFETY: per the contract above.
+        None => unsafe { notify_python(EventKind::Attached, this, tracker) },
+    }
+}
+
 /// Tells `tracker` of `kind` for the object `this`.
 ///
 /// # Safety
 /// GIL held; `this` a live Trackable; `tracker` a live object.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn notify(
     py: Python<'_>,
     kind: EventKind,
@@ -152,8 +173,13 @@ pub(crate) unsafe fn notify(
         if let Some(class) = unsafe { object::class_id(py, this) } {
             // SAFETY: per the contract above.
             let serial = unsafe { object::notify_args(this).serial };
-            // The GIL serialises every call made from here.
-            native.notify_serialized(kind, class, serial);
+            // The GIL serialises every call made from here. Creation and
+            // destruction, the per-object pair, name their kind statically.
+            match kind {
+                EventKind::Attached => native.attached_serialized(class, serial),
+                EventKind::Destroyed => native.destroyed_serialized(class, serial),
+                _ => native.notify_serialized(kind, class, serial),
+            }
         }
         return;
     }

@@ -23,7 +23,7 @@ impl<T> GilCell<T> {
 
     /// Runs `f` on the contents. `f` must not run Python code (which could
     /// release the GIL or re-enter this cell); callers keep it to plain Rust.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut T) -> R) -> R {
         // SAFETY: the token proves the GIL is held, so no other thread is in
         // `with`; `f` runs no Python code, so this thread does not re-enter.

@@ -243,7 +243,7 @@ unsafe extern "C" fn trackable_new(
                     (*this).class = info.class.0;
                     ffi::Py_INCREF(tracker);
                     (*this).tracker = tracker;
-                    dispatch::notify(py, EventKind::Attached, this, tracker);
+                    dispatch::notify_attached(py, this, tracker, info.class, (*this).serial);
                 }
                 _ => {}
             }
@@ -266,7 +266,7 @@ unsafe fn no_arguments_error(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
 }
 
 /// The cached class facts of `ty`; `None` only if computing them panicked.
-#[inline]
+#[inline(always)]
 unsafe fn class_of(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> Option<typecache::ClassInfo> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the caller guarantees GIL held and `ty` a live type object.

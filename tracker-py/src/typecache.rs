@@ -77,11 +77,27 @@ enum OptOut {
     Other,
 }
 
-struct Entry {
+/// The part of an entry the per-object path reads: 24 bytes, no pointers
+/// to follow. `ty == 0` marks an empty slot.
+#[derive(Copy, Clone)]
+struct Hot {
     ty: usize,
     /// Version tag the entry was last checked at; 0 if none.
     tag: u32,
     info: ClassInfo,
+}
+
+const EMPTY: Hot = Hot {
+    ty: 0,
+    tag: 0,
+    info: ClassInfo {
+        class: ClassId(0),
+        global_disabled: false,
+    },
+};
+
+struct Entry {
+    hot: Hot,
     evidence: Evidence,
 }
 
@@ -100,10 +116,6 @@ impl Drop for Evidence {
     }
 }
 
-// SAFETY: entries are only reachable through `GilCell` (GIL held); the
-// references they own are released under the GIL (see `Drop`).
-unsafe impl Send for Entry {}
-
 const WAYS: usize = 256;
 /// Entries kept beyond the direct-mapped ones. Classes created at run time
 /// (by factories) would otherwise grow the map without end: past this size
@@ -111,12 +123,19 @@ const WAYS: usize = 256;
 const SPILL_MAX: usize = 1 << 16;
 
 struct Cache {
-    direct: [Option<Entry>; WAYS],
+    /// Direct-mapped by type address; `evidence[i]` belongs to `hot[i]`.
+    hot: [Hot; WAYS],
+    evidence: [Option<Evidence>; WAYS],
     spill: HashMap<usize, Entry, BuildHasherDefault<DefaultHasher>>,
 }
 
+// SAFETY: the cache is only reachable through `GilCell` (GIL held); the
+// references its evidence owns are released under the GIL (see `Drop`).
+unsafe impl Send for Cache {}
+
 static CACHE: GilCell<Cache> = GilCell::new(Cache {
-    direct: [const { None }; WAYS],
+    hot: [EMPTY; WAYS],
+    evidence: [const { None }; WAYS],
     spill: HashMap::with_hasher(BuildHasherDefault::new()),
 });
 
@@ -144,14 +163,14 @@ pub(crate) fn stats() -> (u64, u64) {
     (SLOW_LOOKUPS.load(Relaxed), REVALIDATIONS.load(Relaxed))
 }
 
-#[inline]
+#[inline(always)]
 fn slot(ty: usize) -> usize {
     // Type objects are large heap blocks: the low bits carry no information.
     (ty >> 6 ^ ty >> 14) % WAYS
 }
 
 /// The current version tag of `ty`, or 0 if it has no valid one.
-#[inline]
+#[inline(always)]
 fn version_tag(ty: *mut ffi::PyTypeObject) -> u32 {
     // SAFETY: `ty` is a live type object (callers); reading two plain fields
     // of it under the GIL races with nothing.
@@ -204,28 +223,46 @@ pub(crate) fn class_info(ty: &Bound<'_, PyType>) -> ClassInfo {
 ///
 /// # Safety
 /// GIL held; `ty` a live type object.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn class_info_raw(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> ClassInfo {
     let key = ty as usize;
     let tag = version_tag(ty);
+    let h = CACHE.with(py, |c| c.hot[slot(key)]);
+    if h.ty == key && tag != 0 && h.tag == tag {
+        return h.info;
+    }
+    // SAFETY: per the contract above.
+    unsafe { class_info_miss(py, ty, tag) }
+}
+
+/// [`class_info_raw`] when the direct-mapped entry did not match at once.
+///
+/// # Safety
+/// GIL held; `ty` a live type object.
+#[inline(never)]
+unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) -> ClassInfo {
+    let key = ty as usize;
     let hit = CACHE.with(py, |c| {
-        let e = match &mut c.direct[slot(key)] {
-            Some(e) if e.ty == key => e,
-            _ => c.spill.get_mut(&key)?,
+        let i = slot(key);
+        let (hot, evidence) = if c.hot[i].ty == key {
+            (&mut c.hot[i], c.evidence[i].as_ref()?)
+        } else {
+            let e = c.spill.get_mut(&key)?;
+            (&mut e.hot, &e.evidence)
         };
-        if tag != 0 && e.tag == tag {
-            return Some(e.info);
+        if hot.tag != 0 && hot.tag == tag {
+            return Some(hot.info);
         }
         // SAFETY: GIL held; `ty` live (this function's contract).
-        if unsafe { still_valid(ty, &e.evidence) } {
+        if unsafe { still_valid(ty, evidence) } {
             REVALIDATIONS.fetch_add(1, Relaxed);
             // SAFETY: as above.
-            e.tag = if tag != 0 {
+            hot.tag = if tag != 0 {
                 tag
             } else {
                 unsafe { assign_tag(ty) }
             };
-            return Some(e.info);
+            return Some(hot.info);
         }
         None
     });
@@ -392,30 +429,34 @@ unsafe fn slow_class_info(_py: Python<'_>, ty: *mut ffi::PyTypeObject) -> ClassI
             opt_out,
         };
         let key = ty as usize;
-        let entry = Entry {
+        let hot = Hot {
             ty: key,
             // SAFETY: GIL held; `ty` live.
             tag: unsafe { assign_tag(ty) },
             info,
-            evidence,
         };
         // Entries displaced here are dropped after the cache borrow ends,
         // since dropping them releases Python references.
         let displaced = CACHE.with(py, |c| {
             let mut out = Vec::new();
-            if let Some(old) = c.direct[slot(key)].replace(entry) {
-                if old.ty != key {
+            let i = slot(key);
+            let old_hot = std::mem::replace(&mut c.hot[i], hot);
+            let old_evidence = c.evidence[i].replace(evidence);
+            if let Some(old_evidence) = old_evidence {
+                if old_hot.ty != key {
                     if c.spill.len() >= SPILL_MAX {
-                        out.extend(c.spill.drain().map(|(_, e)| e));
+                        out.extend(c.spill.drain().map(|(_, e)| e.evidence));
                     }
-                    if let Some(prev) = c.spill.insert(old.ty, old) {
-                        out.push(prev);
-                    }
+                    let old = Entry {
+                        hot: old_hot,
+                        evidence: old_evidence,
+                    };
+                    out.extend(c.spill.insert(old_hot.ty, old).map(|e| e.evidence));
                 } else {
-                    out.push(old);
+                    out.push(old_evidence);
                 }
             }
-            out.extend(c.spill.remove(&key));
+            out.extend(c.spill.remove(&key).map(|e| e.evidence));
             out
         });
         drop(displaced);

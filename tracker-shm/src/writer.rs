@@ -683,6 +683,16 @@ impl Tracker for ShmTracker {
     fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial) {
         self.record(kind, class, serial, true);
     }
+
+    #[inline]
+    fn attached_serialized(&self, class: ClassId, serial: Serial) {
+        self.record(EventKind::Attached, class, serial, true);
+    }
+
+    #[inline]
+    fn destroyed_serialized(&self, class: ClassId, serial: Serial) {
+        self.record(EventKind::Destroyed, class, serial, true);
+    }
 }
 
 #[cfg(test)]
