@@ -51,13 +51,34 @@ lint: ## cargo fmt --check and clippy with warnings denied
 demo: build ## run the built-in tracked workload and show its inventory
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) examples/demo.py
 
+.PHONY: test-matrix
+test-matrix: ## build and run the Python suite on every supported CPython (tests/matrix/interpreters)
+	tests/matrix/run.sh
+
+# Optimized interpreters, as users run them: Debian's 3.11 on the host and
+# Debian's 3.14 in the sid chroot of the matrix.
+BENCH_HOST := debian-3.11
+BENCH_CHROOT := sid-3.14
+
 .PHONY: bench
-bench: build system-deps ## benchmarks: hot path as ratios to a plain class, reader costs (BENCHMARKS.md)
+bench: build system-deps ## benchmarks on the default, Debian 3.11 and Debian 3.14 interpreters (BENCHMARKS.md)
 	$(PIP) install --quiet "pympler>=1.0"
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	cargo build --release -p tracker-shm --examples
+	tests/matrix/run.sh --build-only $(BENCH_HOST) $(BENCH_CHROOT)
 	$(PY) bench/hotpath.py
 	@echo
+	.matrix/$(BENCH_HOST)/venv/bin/python bench/hotpath.py
+	@echo
+	tests/matrix/chroot.sh run sid -- .matrix/$(BENCH_CHROOT)/venv/bin/python bench/hotpath.py
+	@echo
 	$(PY) bench/instructions.py
+	@echo
+	.matrix/$(BENCH_HOST)/venv/bin/python bench/instructions.py
+	@echo
+	tests/matrix/chroot.sh run sid -- .matrix/$(BENCH_CHROOT)/venv/bin/python bench/instructions.py
 	@echo
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/readers.py
 

@@ -26,6 +26,24 @@ class T(pytracker.Trackable):
     pass
 
 
+class PR:
+    """A realistic plain class: three attributes set in __init__."""
+
+    def __init__(self):
+        self.host = "db"
+        self.port = 5432
+        self.open = True
+
+
+class TR(pytracker.Trackable):
+    """The same, trackable."""
+
+    def __init__(self):
+        self.host = "db"
+        self.port = 5432
+        self.open = True
+
+
 def loop(cls, n):
     t0 = time.perf_counter()
     for _ in range(n):
@@ -54,23 +72,30 @@ class FinalizeCounter:
 
 
 def variants():
-    """(label, setup, teardown, class, scale) for every row."""
+    """(label, setup, teardown, class, scale, baseline label) for every row."""
     rows = []
-    rows.append(("plain class", None, None, P, 1))
-    rows.append(("Trackable, no tracker", None, None, T, 1))
     counting = pytracker.CountingTracker()
-    rows.append(("Trackable + CountingTracker", lambda: pytracker.set_global_tracker(counting), None, T, 1))
-    shm = getattr(pytracker, "ShmTracker", None)
-    if shm is not None:
-        quiet = shm(events=False)
-        loud = shm(events=True)
-        rows.append(("Trackable + ShmTracker, events off", lambda: pytracker.set_global_tracker(quiet), None, T, 1))
-        rows.append(("Trackable + ShmTracker, events on", lambda: pytracker.set_global_tracker(loud), None, T, 1))
+    quiet = pytracker.ShmTracker(events=False)
+    loud = pytracker.ShmTracker(events=True)
     py_tracker = pytracker.Tracker()
-    rows.append(("Trackable + Python Tracker", lambda: pytracker.set_global_tracker(py_tracker), None, T, 10))
+
+    def use(tracker):
+        return lambda: pytracker.set_global_tracker(tracker)
+
+    for suffix, plain, tracked, base in (
+        ("", P, T, "plain class"),
+        (", 3-attribute __init__", PR, TR, "plain class, 3-attribute __init__"),
+    ):
+        rows.append((base, None, None, plain, 1, base))
+        rows.append(("Trackable, no tracker" + suffix, None, None, tracked, 1, base))
+        rows.append(("Trackable + CountingTracker" + suffix, use(counting), None, tracked, 1, base))
+        rows.append(("Trackable + ShmTracker, events off" + suffix, use(quiet), None, tracked, 1, base))
+        rows.append(("Trackable + ShmTracker, events on" + suffix, use(loud), None, tracked, 1, base))
+        rows.append(("Trackable + Python Tracker" + suffix, use(py_tracker), None, tracked, 10, base))
+    base = "plain class"
     fc = FinalizeCounter()
-    rows.append(("weakref.finalize counter", None, None, fc.track(P), 10))
-    rows.append(("tracemalloc (plain class)", tracemalloc.start, tracemalloc.stop, P, 10))
+    rows.append(("weakref.finalize counter", None, None, fc.track(P), 10, base))
+    rows.append(("tracemalloc (plain class)", tracemalloc.start, tracemalloc.stop, P, 10, base))
     try:
         from pympler.classtracker import ClassTracker
 
@@ -79,7 +104,7 @@ def variants():
 
         ct = ClassTracker()
         ct.track_class(PT)
-        rows.append(("Pympler ClassTracker", None, None, PT, 100))
+        rows.append(("Pympler ClassTracker", None, None, PT, 100, base))
     except ImportError:
         print("(pympler not installed: its row is left out)", file=sys.stderr)
     return rows
@@ -90,7 +115,7 @@ def main():
     best = {label: float("inf") for label, *_ in rows}
     gc.disable()
     for _ in range(ROUNDS):
-        for label, setup, teardown, cls, scale in rows:
+        for label, setup, teardown, cls, scale, _ in rows:
             if setup:
                 setup()
             n = N // scale
@@ -101,14 +126,13 @@ def main():
             best[label] = min(best[label], elapsed)
             gc.collect()
     gc.enable()
-    base = best["plain class"]
-    print("python %s, %s, %d objects per round, best of %d rounds" % (
-        platform.python_version(), platform.machine(), N, ROUNDS))
+    print("python %s (%s), %s, %d objects per round, best of %d rounds" % (
+        platform.python_version(), sys.executable, platform.machine(), N, ROUNDS))
     print()
-    print("| variant | ns per create+drop | ratio to plain |")
+    print("| variant | ns per create+drop | ratio to its plain class |")
     print("|---|---:|---:|")
-    for label, *_ in rows:
-        print("| %s | %.1f | %.2fx |" % (label, best[label] / N * 1e9, best[label] / base))
+    for label, *_, baseline in rows:
+        print("| %s | %.1f | %.2fx |" % (label, best[label] / N * 1e9, best[label] / best[baseline]))
     plain_size = sys.getsizeof(P())
     print()
     print("sys.getsizeof: plain %d bytes, Trackable subclass %d bytes (+%d)" % (

@@ -57,7 +57,10 @@ def main():
     if shutil.which("valgrind") is None:
         print("valgrind not found: instruction counts skipped (apt-get install valgrind)")
         return
-    print("instructions per create+drop (callgrind, %d objects, loop included)" % N)
+    import platform
+
+    print("python %s (%s): instructions per create+drop (callgrind, %d objects, loop included)" % (
+        platform.python_version(), sys.executable, N))
     print()
     print("| variant | instructions | ratio to plain |")
     print("|---|---:|---:|")

@@ -92,14 +92,30 @@ for row in "${selected[@]}"; do
     fi
 done
 
+total_passed=0 total_failed=0
+for row in "${selected[@]}"; do
+    read -r name _ _ <<<"$row"
+    line=$(grep -E '[0-9]+ (passed|failed)' ".matrix/$name/log" 2>/dev/null | tail -n 1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)
+    f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | awk '{s += $1} END {print s + 0}')
+    total_passed=$((total_passed + ${p:-0}))
+    total_failed=$((total_failed + ${f:-0}))
+done
+
 echo
 echo "interpreter matrix:"
 for row in "${selected[@]}"; do
     read -r name where python <<<"$row"
     printf '  %-12s %-14s %s\n' "$name" "$where" "${result[$name]:-not run}"
 done
+if [ "$build_only" = 1 ]; then
+    [ $failed -eq 0 ] && echo "matrix: built" && exit 0
+    echo "matrix: build FAILED" >&2; exit 1
+fi
 if [ $failed -ne 0 ]; then
-    echo "matrix: FAILED" >&2
+    # A cell that failed before its tests ran counts as one failure.
+    [ $total_failed -eq 0 ] && total_failed=1
+    echo "matrix: $total_passed passed, $total_failed failed"
     exit 1
 fi
-echo "matrix: every interpreter passed"
+echo "matrix: $total_passed passed, 0 failed"

@@ -166,7 +166,7 @@ fn assert_layout(ty: &Bound<'_, PyType>) -> PyResult<()> {
             py_version(ty.py())
         )));
     }
-    WEAKLIST_OFFSET.store(weak as isize, Relaxed);
+    WEAKLIST_OFFSET.store(weak, Relaxed);
     Ok(())
 }
 

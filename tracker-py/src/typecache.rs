@@ -256,10 +256,10 @@ unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) 
         // SAFETY: GIL held; `ty` live (this function's contract).
         if unsafe { still_valid(ty, evidence) } {
             REVALIDATIONS.fetch_add(1, Relaxed);
-            // SAFETY: as above.
             hot.tag = if tag != 0 {
                 tag
             } else {
+                // SAFETY: as above.
                 unsafe { assign_tag(ty) }
             };
             return Some(hot.info);
