@@ -77,11 +77,15 @@ enum OptOut {
     Other,
 }
 
-/// The part of an entry the per-object path reads: 24 bytes, no pointers
+/// The part of an entry the per-object path reads: 32 bytes, no pointers
 /// to follow. `ty == 0` marks an empty slot.
 #[derive(Copy, Clone)]
 struct Hot {
     ty: usize,
+    /// The type's name object when cached ([`name_object`]): CPython 3.13+
+    /// renames a class (`__qualname__`) without giving it a new tag, so the
+    /// hit checks it too.
+    qualname: usize,
     /// Version tag the entry was last checked at; 0 if none.
     tag: u32,
     info: ClassInfo,
@@ -89,6 +93,7 @@ struct Hot {
 
 const EMPTY: Hot = Hot {
     ty: 0,
+    qualname: 0,
     tag: 0,
     info: ClassInfo {
         class: ClassId(0),
@@ -228,7 +233,9 @@ pub(crate) unsafe fn class_info_raw(py: Python<'_>, ty: *mut ffi::PyTypeObject) 
     let key = ty as usize;
     let tag = version_tag(ty);
     let h = CACHE.with(py, |c| c.hot[slot(key)]);
-    if h.ty == key && tag != 0 && h.tag == tag {
+    // SAFETY: per the contract above.
+    if h.ty == key && tag != 0 && h.tag == tag && unsafe { name_object(ty) } as usize == h.qualname
+    {
         return h.info;
     }
     // SAFETY: per the contract above.
@@ -250,7 +257,8 @@ unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) 
             let e = c.spill.get_mut(&key)?;
             (&mut e.hot, &e.evidence)
         };
-        if hot.tag != 0 && hot.tag == tag {
+        // SAFETY: GIL held; `ty` live (this function's contract).
+        if hot.tag != 0 && hot.tag == tag && unsafe { name_object(ty) } as usize == hot.qualname {
             return Some(hot.info);
         }
         // SAFETY: GIL held; `ty` live (this function's contract).
@@ -300,11 +308,27 @@ unsafe fn name_objects(ty: *mut ffi::PyTypeObject) -> (*mut ffi::PyObject, *mut 
     // and has its own dict.
     unsafe {
         if (*ty).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
-            return ((*ty).tp_name as *mut ffi::PyObject, ptr::null_mut());
+            return (name_object(ty), ptr::null_mut());
         }
-        let qualname = (*(ty as *mut ffi::PyHeapTypeObject)).ht_qualname;
         let module = dict_get((*ty).tp_dict, MODULE_KEY.load(Relaxed));
-        (qualname, module)
+        (name_object(ty), module)
+    }
+}
+
+/// The object a type's qualified name lives in: `ht_qualname` of a heap
+/// type, `tp_name` of a static one. Two plain loads.
+///
+/// # Safety
+/// GIL held; `ty` a live type object.
+#[inline(always)]
+unsafe fn name_object(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above; a heap type is a `PyHeapTypeObject`.
+    unsafe {
+        if (*ty).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            (*ty).tp_name as *mut ffi::PyObject
+        } else {
+            (*(ty as *mut ffi::PyHeapTypeObject)).ht_qualname
+        }
     }
 }
 
@@ -431,6 +455,7 @@ unsafe fn slow_class_info(_py: Python<'_>, ty: *mut ffi::PyTypeObject) -> ClassI
         let key = ty as usize;
         let hot = Hot {
             ty: key,
+            qualname: evidence.qualname as usize,
             // SAFETY: GIL held; `ty` live.
             tag: unsafe { assign_tag(ty) },
             info,
