@@ -51,14 +51,4 @@ impl Tracker for CountingTracker {
             c.record_serialized(kind, serial);
         }
     }
-
-    #[inline]
-    fn attached_serialized(&self, class: ClassId, serial: Serial) {
-        self.notify_serialized(EventKind::Attached, class, serial);
-    }
-
-    #[inline]
-    fn destroyed_serialized(&self, class: ClassId, serial: Serial) {
-        self.notify_serialized(EventKind::Destroyed, class, serial);
-    }
 }
