@@ -277,7 +277,7 @@ unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) 
     match hit {
         Some(info) => info,
         // SAFETY: as above.
-        None => unsafe { slow_class_info(py, ty) },
+        None => unsafe { slow_class_info(ty) },
     }
 }
 
@@ -394,7 +394,7 @@ unsafe fn find_opt_out(ty: *mut ffi::PyTypeObject) -> OptOut {
 /// GIL held; `ty` a live type object.
 #[cold]
 #[inline(never)]
-unsafe fn slow_class_info(_py: Python<'_>, ty: *mut ffi::PyTypeObject) -> ClassInfo {
+unsafe fn slow_class_info(ty: *mut ffi::PyTypeObject) -> ClassInfo {
     SLOW_LOOKUPS.fetch_add(1, Relaxed);
     // Called from hand-written slots, where PyO3 does not know the thread is
     // attached: without `attach`, every temporary dropped here (an exception
