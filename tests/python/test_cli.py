@@ -48,7 +48,7 @@ def test_help_for_every_subcommand():
 def test_ps_lists_the_process(proc, shm_dir):
     out = ok("ps")
     lines = out.splitlines()
-    assert lines[0].split()[:6] == ["PID", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE"]
+    assert lines[0].split()[:7] == ["PID", "OWNER", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE"]
     row = [l for l in lines if l.split()[0] == str(proc.pid)]
     assert len(row) == 1
     assert " 170 " in row[0] and " 3 " in row[0] and "alive" in row[0]
@@ -272,3 +272,49 @@ def test_python_console_scripts_are_installed(proc):
     assert json.loads(r.stdout)["process"]["pid"] == proc.pid
     r = subprocess.run([top_script, "--pid", str(proc.pid)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "pytracker-cli dump" in r.stderr
+
+
+def test_check_rules_that_match_nothing_fail(proc):
+    r = cli("check", "--pid", proc.pid, "--max", "__main__.Ordr=5")
+    assert r.returncode == 2
+    assert 'no class matches "__main__.Ordr"' in r.stderr and "--allow-unmatched" in r.stderr
+    r = cli("check", "--pid", proc.pid, "--max", "__main__.Ordr=5", "--allow-unmatched")
+    assert r.returncode == 0, r.stderr
+    assert 'note: no class matches "__main__.Ordr"' in r.stdout
+    # Bare class names match as in pytracker.leak_check.
+    assert cli("check", "--pid", proc.pid, "--max", "Order=120").returncode == 0
+    r = cli("check", "--pid", proc.pid, "--max", "Order=100")
+    assert r.returncode == 1 and "__main__.Order: 120 live" in r.stdout
+
+
+OVERFLOW_PROGRAM = """
+import os, sys
+import pytracker
+t = pytracker.ShmTracker(class_capacity=3)
+pytracker.set_global_tracker(t)
+Impostor = type("Impostor", (pytracker.Trackable,), {"__module__": "builtins"})
+Impostor.__qualname__ = "<other classes>"
+kept = [Impostor()] + [type("C%d" % i, (pytracker.Trackable,), {})() for i in range(4)]
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", OVERFLOW_PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(p.stdout.readline())
+        snap = json.loads(ok("dump", "--pid", pid, "--format", "json"))
+        names = sorted(c["name"] for c in snap["classes"])
+        assert names == ["<other classes>", "__main__.C0", "builtins.<other classes>"], names
+        (overflow,) = [c for c in snap["classes"] if c.get("overflow")]
+        assert overflow["name"] == "<other classes>" and overflow["live"] == 3
+        om = ok("dump", "--pid", pid, "--format", "openmetrics")
+        series = [l.rsplit(" ", 1)[0] for l in om.splitlines() if not l.startswith("#")]
+        assert len(series) == len(set(series)) == 9
+    finally:
+        p.kill()
+        p.wait()

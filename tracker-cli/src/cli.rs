@@ -175,6 +175,14 @@ pub struct CheckArgs {
         requires = "baseline"
     )]
     pub max_growth_pct: Vec<String>,
+    /// Pass even when a rule's pattern matches no class (by default a rule
+    /// that matches nothing fails with exit 2: it is usually misspelt).
+    #[arg(long)]
+    pub allow_unmatched: bool,
+    /// Check a process that is no longer running (by default its segment
+    /// fails with exit 2: the counts are not live).
+    #[arg(long)]
+    pub allow_exited: bool,
 }
 
 /// `clean` arguments.

@@ -23,7 +23,10 @@ use crate::error::{CliError, EXIT_USAGE};
 fn report(tool: &str, e: &CliError) -> i32 {
     let _ = std::io::stdout().flush();
     // One write, so the line never appears half-printed.
-    let _ = std::io::stderr().write_all(format!("{tool}: error: {e}\n").as_bytes());
+    // Messages quote file names and class names: no control character of
+    // theirs reaches the terminal.
+    let message = tracker_core::escape_control(&e.to_string()).into_owned();
+    let _ = std::io::stderr().write_all(format!("{tool}: error: {message}\n").as_bytes());
     e.exit_code()
 }
 
@@ -40,6 +43,21 @@ fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
     })
 }
 
+/// Runs one `pytracker-cli` command, writing its output to `out`; returns
+/// the exit code, or the error the caller reports.
+///
+/// # Errors
+/// What the command reports: unreadable input, bad usage, a failed write.
+pub fn run_command(command: &Command, out: &mut dyn Write) -> Result<i32, CliError> {
+    match command {
+        Command::Ps(a) => commands::ps::run(a, out),
+        Command::Dump(a) => commands::dump::run(a, out),
+        Command::Diff(a) => commands::diff::run(a, out),
+        Command::Check(a) => commands::check::run(a, out),
+        Command::Clean(a) => commands::clean::run(a, out),
+    }
+}
+
 /// `pytracker-cli` with these arguments; returns the exit code.
 pub fn main_cli(args: Vec<OsString>) -> i32 {
     let cli: Cli = match parse(args) {
@@ -48,13 +66,7 @@ pub fn main_cli(args: Vec<OsString>) -> i32 {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = match &cli.command {
-        Command::Ps(a) => commands::ps::run(a, &mut out),
-        Command::Dump(a) => commands::dump::run(a, &mut out),
-        Command::Diff(a) => commands::diff::run(a, &mut out),
-        Command::Check(a) => commands::check::run(a, &mut out),
-        Command::Clean(a) => commands::clean::run(a, &mut out),
-    };
+    let result = run_command(&cli.command, &mut out);
     let flushed = out.flush();
     match (result, flushed) {
         (Ok(code), Ok(())) => code,

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use tracker_core::{ClassSnapshot, Snapshot};
+use std::borrow::Cow;
+
+use tracker_core::{escape_control, is_unsafe_char, ClassSnapshot, Snapshot};
 
 use crate::cli::SortKey;
 use crate::error::CliResult;
@@ -35,11 +37,12 @@ pub fn select(classes: &mut Vec<ClassSnapshot>, filter: Option<&str>, top: Optio
     }
 }
 
-/// `text` on one line (control characters and runs of white space become
-/// one space), cut to `max` characters with an ellipsis.
+/// `text` on one line (control and bidirectional formatting characters and
+/// runs of white space become one space), cut to `max` characters with an
+/// ellipsis.
 pub fn one_line(text: &str, max: usize) -> String {
     let flat = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
+        .split(|c: char| c.is_whitespace() || c.is_control() || is_unsafe_char(c))
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
@@ -54,7 +57,13 @@ pub fn one_line(text: &str, max: usize) -> String {
 
 /// A table of rows of cells; the first row is the header. The columns
 /// listed in `right` are right-aligned (numbers), the others left-aligned.
+/// Every cell is passed through [`escape_control`]: cells hold names and
+/// paths that come from other processes.
 pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[usize]) -> CliResult<()> {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape_control(c)).collect())
+        .collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -65,7 +74,7 @@ pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[usize]) -
                 .unwrap_or(0)
         })
         .collect();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             if c > 0 {
@@ -138,14 +147,73 @@ pub fn write_snapshot_table(
             format!("{}..{}", c.first_serial, c.last_serial),
         ]);
     }
-    write_table(out, &rows, &[1, 2, 3, 4])
+    write_table(out, &rows, &[1, 2, 3, 4])?;
+    write_saturation_note(out, snap)
 }
 
-/// The snapshot document, pretty-printed.
+/// One line after a table when counts are held at their maximum.
+pub fn write_saturation_note(out: &mut dyn Write, snap: &Snapshot) -> CliResult<()> {
+    if snap.saturated() {
+        writeln!(
+            out,
+            "warning: some counts overflowed and are shown held at {}: the segment or file is corrupt or forged",
+            u64::MAX
+        )?;
+    }
+    Ok(())
+}
+
+/// `value` as pretty-printed JSON. Besides what JSON requires, DEL, the C1
+/// controls and the bidirectional formatting characters are written as
+/// `\uXXXX` escapes, so that no string can act on a terminal showing the
+/// document.
 pub fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> CliResult<()> {
-    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::other)?;
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeJson::default());
+    value.serialize(&mut ser).map_err(std::io::Error::other)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// serde_json's pretty formatter, with [`is_unsafe_char`] characters
+/// escaped (serde_json escapes only what JSON requires: C0, `"` and `\`).
+#[derive(Default)]
+struct SafeJson(serde_json::ser::PrettyFormatter<'static>);
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name<W: ?Sized + Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> std::io::Result<()> {
+            self.0.$name(w $(, $arg)*)
+        }
+    )*};
+}
+
+impl serde_json::ser::Formatter for SafeJson {
+    delegate! {
+        begin_array();
+        end_array();
+        begin_array_value(first: bool);
+        end_array_value();
+        begin_object();
+        end_object();
+        begin_object_key(first: bool);
+        begin_object_value();
+        end_object_value();
+    }
+
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(is_unsafe_char) {
+            w.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(w, "\\u{:04x}", c as u32)?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        w.write_all(rest.as_bytes())
+    }
 }
 
 /// One CSV row per class, with a header row.
@@ -162,7 +230,7 @@ pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()
     ])?;
     for c in classes {
         w.write_record([
-            c.name.clone(),
+            escape_control(&c.name).into_owned(),
             c.live.to_string(),
             c.created.to_string(),
             c.destroyed.to_string(),
@@ -175,8 +243,11 @@ pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()
     Ok(())
 }
 
-/// Escapes a label value for the text exposition format.
+/// A label value for the text exposition format: control characters made
+/// visible ([`escape_control`]; no raw CR or LF is left), then `\\`, `"`
+/// and newline escaped as the format requires.
 fn label(value: &str) -> String {
+    let value: Cow<'_, str> = escape_control(value);
     let mut s = String::with_capacity(value.len());
     for ch in value.chars() {
         match ch {
@@ -310,7 +381,10 @@ mod tests {
              pytracker_objects_destroyed_total{pid=\"42\",program=\"python app.py\",class=\"app.Session\"} 4\n\
              # EOF\n"
         );
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        // A newline becomes the visible `\n` of escape_control, whose
+        // backslash the exposition format then escapes: the label's value
+        // reads `\n`, and no raw CR or LF can split a sample line.
+        assert_eq!(label("a\"b\\c\nd\re"), "a\\\"b\\\\c\\\\nd\\\\re");
     }
 
     #[test]

@@ -13,7 +13,24 @@ pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
     let target = Target::from_options(target.pid, target.path.as_deref()).ok_or_else(|| {
         CliError::Usage("give --pid PID or --path SEGMENT (pytracker-cli ps lists them)".into())
     })?;
-    Ok(target.open()?)
+    let segment = target.open()?;
+    if let Target::Path(path) = &target {
+        // `--pid` refuses such segments; a path named by hand is read, with
+        // a warning that its counts may be forged.
+        let name_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(tracker_shm::pid_from_name);
+        if let Err(why) = tracker_shm::provenance(&segment, name_pid) {
+            let line = format!(
+                "warning: {} may not describe the process it names: {why}",
+                path.display()
+            );
+            let line = format!("{}\n", tracker_core::escape_control(&line));
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
+    }
+    Ok(segment)
 }
 
 /// A snapshot of a live segment, with the writer's state.

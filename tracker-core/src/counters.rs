@@ -27,6 +27,9 @@ pub struct Totals {
     pub first_serial: Serial,
     /// Highest serial attached, 0 if none.
     pub last_serial: Serial,
+    /// A sum overflowed and was held at `u64::MAX`: the counters are corrupt
+    /// (only memory written by something else than a tracker gets there).
+    pub saturated: bool,
 }
 
 impl Totals {
@@ -152,34 +155,34 @@ impl ClassCounters {
     /// racing writers never sees more objects leave than arrive.
     ///
     /// Only loads and a fence: safe on memory mapped read-only from another
-    /// process. Sums wrap rather than panic, since such memory may hold
-    /// anything.
+    /// process. Such memory may hold anything, so sums saturate instead of
+    /// wrapping around, and [`Totals::saturated`] says so.
     pub fn totals(&self) -> Totals {
-        let destroyed = self
-            .shared
-            .destroyed
-            .load(Relaxed)
-            .wrapping_add(self.serialized.destroyed.load(Relaxed));
+        let mut saturated = false;
+        let mut add = |a: &AtomicU64, b: &AtomicU64| {
+            let (sum, over) = a.load(Relaxed).overflowing_add(b.load(Relaxed));
+            saturated |= over;
+            if over {
+                u64::MAX
+            } else {
+                sum
+            }
+        };
+        let destroyed = add(&self.shared.destroyed, &self.serialized.destroyed);
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-        let created = self
-            .shared
-            .created
-            .load(Relaxed)
-            .wrapping_add(self.serialized.created.load(Relaxed));
+        let created = add(&self.shared.created, &self.serialized.created);
+        let updated = add(&self.shared.updated, &self.serialized.updated);
         Totals {
             created: created.max(destroyed),
             destroyed,
-            updated: self
-                .shared
-                .updated
-                .load(Relaxed)
-                .wrapping_add(self.serialized.updated.load(Relaxed)),
+            updated,
             first_serial: self.first_serial.load(Relaxed),
             last_serial: self
                 .shared
                 .last_serial
                 .load(Relaxed)
                 .max(self.serialized.last_serial.load(Relaxed)),
+            saturated,
         }
     }
 }

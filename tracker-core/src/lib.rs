@@ -33,6 +33,7 @@ mod registry;
 mod serial;
 mod snapshot;
 mod table;
+mod text;
 mod tracker;
 
 pub use counters::{counter_words, ClassCounters, Totals};
@@ -42,4 +43,5 @@ pub use registry::{registry, ClassId, Registry};
 pub use serial::{last_issued, next_serial, Serial};
 pub use snapshot::{now_unix_ms, ClassSnapshot, ProcessInfo, Snapshot, SNAPSHOT_SCHEMA_VERSION};
 pub use table::ClassTable;
+pub use text::{escape_control, is_unsafe_char, HOSTILE_NAMES};
 pub use tracker::{global_tracker, set_global_tracker, EventKind, Tracker};

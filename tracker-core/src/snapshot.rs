@@ -32,6 +32,10 @@ pub struct ClassSnapshot {
     /// This record sums classes that did not fit in the class table.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overflow: bool,
+    /// A count overflowed and is shown held at its maximum: the source
+    /// (a segment or a snapshot file) is corrupt or forged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub saturated: bool,
 }
 
 impl ClassSnapshot {
@@ -47,6 +51,7 @@ impl ClassSnapshot {
             last_serial: t.last_serial,
             name_truncated: false,
             overflow: false,
+            saturated: t.saturated,
         }
     }
 }
@@ -94,9 +99,24 @@ impl Snapshot {
         }
     }
 
-    /// Live objects over all classes.
+    /// Live objects over all classes, held at `u64::MAX` rather than
+    /// wrapping around (see [`Snapshot::saturated`]).
     pub fn total_live(&self) -> u64 {
-        self.classes.iter().map(|c| c.live).sum()
+        self.classes
+            .iter()
+            .fold(0u64, |sum, c| sum.saturating_add(c.live))
+    }
+
+    /// Whether any count shown is held at its maximum: a class's own
+    /// counters overflowed, or the classes' live objects do not add up in
+    /// 64 bits. Either means corrupt or forged input; tools say so.
+    pub fn saturated(&self) -> bool {
+        self.classes.iter().any(|c| c.saturated)
+            || self
+                .classes
+                .iter()
+                .try_fold(0u64, |sum, c| sum.checked_add(c.live))
+                .is_none()
     }
 
     /// The record of the class called `name`.

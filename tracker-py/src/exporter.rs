@@ -138,6 +138,7 @@ fn read_error(e: ReadError) -> PyErr {
     let kind = match &e {
         ReadError::NoSuchProcess { .. } => "no_such_process",
         ReadError::NotTracked { .. } => "not_tracked",
+        ReadError::Untrusted { .. } => "untrusted",
         ReadError::NotFound { .. } => "not_found",
         ReadError::Permission { .. } => "permission",
         ReadError::NotRegular { .. } => "not_regular",

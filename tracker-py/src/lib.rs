@@ -66,6 +66,13 @@ fn _typecache_stats() -> (u64, u64) {
     typecache::stats()
 }
 
+/// `text` with control and bidirectional formatting characters written
+/// visibly: the one escaping rule of every pytracker output.
+#[pyfunction]
+fn escape_control(text: &str) -> String {
+    tracker_core::escape_control(text).into_owned()
+}
+
 /// Called at interpreter exit: stops calling Python trackers.
 #[pyfunction]
 fn _shutdown() {
@@ -142,5 +149,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(top_main, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(_typecache_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(escape_control, m)?)?;
     Ok(())
 }

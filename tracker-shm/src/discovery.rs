@@ -2,8 +2,16 @@
 //!
 //! A writer holds an exclusive `flock` on its segment for its whole life;
 //! the kernel drops it when the process dies, however it dies. That is the
-//! primary liveness signal. The pid and the process start time stored in the
-//! header tell an exited writer from a reused pid.
+//! primary liveness signal, and `/proc/locks` says which process holds it:
+//! a writer is alive only when the lock is held by the pid in the header.
+//! The pid and the process start time stored in the header tell an exited
+//! writer from a reused pid.
+//!
+//! Segment directories such as `/dev/shm` are writable by every user, so a
+//! file there proves nothing by its name. [`provenance`] checks that a
+//! segment's owner, name, header and lock agree with the process it claims
+//! to describe; [`find_by_pid`] (`--pid`) accepts only segments that pass,
+//! so root is never shown counts another user planted.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,22 +40,27 @@ pub enum WriterState {
     Stale,
     /// The pid now belongs to another program.
     PidReused,
+    /// The lock is held, but not by the pid in the header: not a writer's
+    /// lock (the file may be forged).
+    ForeignLock,
 }
 
 impl WriterState {
-    /// A short label: `alive`, `exited`, `stale segment`, `pid reused`.
+    /// A short label: `alive`, `exited`, `stale segment`, `pid reused`,
+    /// `locked by another process`.
     pub fn label(self) -> &'static str {
         match self {
             WriterState::Alive => "alive",
             WriterState::Exited => "exited",
             WriterState::Stale => "stale segment",
             WriterState::PidReused => "pid reused",
+            WriterState::ForeignLock => "locked by another process",
         }
     }
 
     /// Whether the segment can be removed safely.
     pub fn is_gone(self) -> bool {
-        !matches!(self, WriterState::Alive)
+        !matches!(self, WriterState::Alive | WriterState::ForeignLock)
     }
 }
 
@@ -55,9 +68,76 @@ impl WriterState {
 pub fn writer_state(segment: &Segment) -> WriterState {
     let header = segment.header();
     if header.state != layout::STATE_CLOSED && sys::is_locked(segment.file()).unwrap_or(false) {
-        return WriterState::Alive;
+        return match lock_holders(segment) {
+            // Where /proc/locks cannot be read, the lock alone decides.
+            None => WriterState::Alive,
+            Some(holders) if holders.contains(&header.pid) => WriterState::Alive,
+            Some(_) => WriterState::ForeignLock,
+        };
     }
     state_without_lock(&header)
+}
+
+fn lock_holders(segment: &Segment) -> Option<Vec<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = segment.file().metadata().ok()?;
+    proc::flock_holders(meta.dev(), meta.ino())
+}
+
+/// Why a segment cannot be trusted to describe the process it names, or
+/// `Ok` with the uid owning it. Checks that the file's owner is the uid in
+/// its name; that the pid in its name, if given, is the one in its header;
+/// that a running process with that pid runs as the file's owner and
+/// started when the header says; and that no other process holds the
+/// writer's lock.
+///
+/// # Errors
+/// A sentence naming the first disagreement.
+pub fn provenance(segment: &Segment, name_pid: Option<u32>) -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = segment
+        .file()
+        .metadata()
+        .map_err(|e| format!("cannot stat the segment: {e}"))?
+        .uid();
+    let header = segment.header();
+    let file_name = segment
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if let Some(name_uid) = uid_from_name(file_name) {
+        if name_uid != owner {
+            return Err(format!(
+                "its name says uid {name_uid} but the file is owned by uid {owner}"
+            ));
+        }
+    }
+    if let Some(pid) = name_pid {
+        if header.pid != pid {
+            return Err(format!(
+                "its name says pid {pid} but its header says pid {}",
+                header.pid
+            ));
+        }
+    }
+    if let (Some(uids), Some(stat)) = (proc::uids(header.pid), proc::stat(header.pid)) {
+        let running = stat.state != 'Z' && stat.state != 'X';
+        if running && stat.start_time == header.start_time && !uids.contains(&owner) {
+            return Err(format!(
+                "process {} runs as uid {} but the file is owned by uid {owner}",
+                header.pid, uids[1]
+            ));
+        }
+    }
+    if writer_state(segment) == WriterState::ForeignLock {
+        let holders = lock_holders(segment).unwrap_or_default();
+        return Err(format!(
+            "its lock is held by pid {holders:?}, not by its writer (pid {})",
+            header.pid
+        ));
+    }
+    Ok(owner)
 }
 
 fn state_without_lock(header: &HeaderInfo) -> WriterState {
@@ -92,6 +172,8 @@ pub struct SegmentEntry {
     pub path: PathBuf,
     /// The pid in its file name.
     pub pid: u32,
+    /// The uid owning the file (`None` if it vanished).
+    pub owner: Option<u32>,
     /// The opened segment, or why it could not be read.
     pub segment: Result<Segment, ReadError>,
 }
@@ -101,6 +183,27 @@ impl SegmentEntry {
     pub fn state(&self) -> Option<WriterState> {
         self.segment.as_ref().ok().map(writer_state)
     }
+
+    /// [`provenance`] of the segment (with the pid of its file name).
+    ///
+    /// # Errors
+    /// Why it cannot be trusted, or why it could not be read.
+    pub fn provenance(&self) -> Result<u32, String> {
+        match &self.segment {
+            Ok(seg) => provenance(seg, Some(self.pid)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The uid encoded in a segment file name, if it is one.
+pub fn uid_from_name(name: &str) -> Option<u32> {
+    pid_from_name(name)?;
+    name.strip_prefix(FILE_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The pid encoded in a segment file name
@@ -133,8 +236,17 @@ pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
             if !seen.insert(key) {
                 continue;
             }
+            let owner = {
+                use std::os::unix::fs::MetadataExt;
+                fs::symlink_metadata(&path).ok().map(|m| m.uid())
+            };
             let segment = Segment::open(&path);
-            out.push(SegmentEntry { path, pid, segment });
+            out.push(SegmentEntry {
+                path,
+                pid,
+                owner,
+                segment,
+            });
         }
     }
     out.sort_by(|a, b| (a.pid, &a.path).cmp(&(b.pid, &b.path)));
@@ -194,6 +306,14 @@ pub fn find_by_pid_in(pid: u32, dirs: &[PathBuf]) -> Result<Segment, ReadError> 
     for entry in list_segments_in(dirs).into_iter().filter(|e| e.pid == pid) {
         match entry.segment {
             Ok(seg) => {
+                if let Err(reason) = provenance(&seg, Some(pid)) {
+                    first_error.get_or_insert(ReadError::Untrusted {
+                        path: entry.path.clone(),
+                        pid,
+                        reason,
+                    });
+                    continue;
+                }
                 let alive = writer_state(&seg) == WriterState::Alive;
                 let created = seg.header().created_mono_ns;
                 if best

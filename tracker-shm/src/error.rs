@@ -12,6 +12,20 @@ pub enum ReadError {
         /// The pid asked for.
         pid: u32,
     },
+    /// The only segments naming this pid disagree with the process (owner,
+    /// header or lock): they may have been planted by another user.
+    #[error(
+        "refusing {path} for pid {pid}: {reason}. It may have been planted by another user; \
+         `pytracker-cli ps` shows each segment's owner"
+    )]
+    Untrusted {
+        /// The segment refused.
+        path: PathBuf,
+        /// The pid asked for.
+        pid: u32,
+        /// What disagrees.
+        reason: String,
+    },
     /// The process runs but publishes no segment.
     #[error(
         "process {pid} is running but is not exporting a pytracker segment: call pytracker.start_exporter() \

@@ -41,12 +41,13 @@ mod sys;
 mod writer;
 
 pub use discovery::{
-    find_by_pid, find_by_pid_in, list_segments, list_segments_in, pid_from_name, prune_exited,
-    search_directories, writer_state, SegmentEntry, Target, WriterState, DIR_ENV,
+    find_by_pid, find_by_pid_in, list_segments, list_segments_in, pid_from_name, provenance,
+    prune_exited, search_directories, uid_from_name, writer_state, SegmentEntry, Target,
+    WriterState, DIR_ENV,
 };
 pub use error::{ReadError, WriteError};
 pub use reader::{Event, EventCursor, HeaderInfo, History, Segment, MAX_EVENTS_PER_POLL};
-pub use sys::monotonic_ns;
+pub use sys::{monotonic_ns, uid as effective_uid, user_name};
 pub use writer::{
     choose_directory, memory_backed_directories, ShmOptions, ShmTracker, WeakShmTracker,
     FILE_PREFIX,

@@ -51,9 +51,98 @@ pub(crate) fn boot_id() -> [u8; 16] {
     out
 }
 
+/// The user ids of process `pid` (real, effective, saved, file system),
+/// from `/proc/<pid>/status`; `None` if it cannot be read.
+pub(crate) fn uids(pid: u32) -> Option<[u32; 4]> {
+    parse_uids(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+pub(crate) fn parse_uids(status: &str) -> Option<[u32; 4]> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let mut ids = line.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some([ids.next()??, ids.next()??, ids.next()??, ids.next()??])
+}
+
+/// The pids holding a `flock` on the file with this device and inode,
+/// from `/proc/locks` (waiters, marked `->`, are not holders). `None` when
+/// `/proc/locks` cannot be read.
+pub(crate) fn flock_holders(dev: u64, ino: u64) -> Option<Vec<u32>> {
+    Some(parse_flock_holders(
+        &fs::read_to_string("/proc/locks").ok()?,
+        dev,
+        ino,
+    ))
+}
+
+/// Splits a `st_dev` into (major, minor) as the kernel's 64-bit encoding
+/// does.
+fn major_minor(dev: u64) -> (u64, u64) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major, minor)
+}
+
+pub(crate) fn parse_flock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
+    let (major, minor) = major_minor(dev);
+    locks
+        .lines()
+        .filter_map(|line| {
+            // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`
+            let mut f = line.split_whitespace().skip(1);
+            if f.next()? != "FLOCK" {
+                return None; // POSIX and OFD locks, and `->` waiters
+            }
+            let pid: u32 = f.nth(2)?.parse().ok()?;
+            let mut id = f.next()?.split(':');
+            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+            let min = u64::from_str_radix(id.next()?, 16).ok()?;
+            let inode: u64 = id.next()?.parse().ok()?;
+            (maj == major && min == minor && inode == ino).then_some(pid)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_holders_of_one_file() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:1a:9001 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 77 00:1a:9001 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 55 00:1a:9001 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 66 00:1a:9002 0 EOF\n\
+                     4: FLOCK  ADVISORY  READ 88 fd:01:9001 0 EOF\n";
+        let dev = 0x1a; // 00:1a
+        assert_eq!(parse_flock_holders(locks, dev, 9001), vec![4242]);
+        let dev_fd01 = (0xfd << 8) | 0x01;
+        assert_eq!(parse_flock_holders(locks, dev_fd01, 9001), vec![88]);
+        assert!(parse_flock_holders("garbage\n1: FLOCK", dev, 9001).is_empty());
+    }
+
+    #[test]
+    fn uids_from_status() {
+        let status = "Name:\tpython3\nUid:\t1000\t1001\t1002\t1003\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(parse_uids(status), Some([1000, 1001, 1002, 1003]));
+        assert_eq!(parse_uids("Uid:\t1\t2\n"), None);
+        let me = uids(std::process::id()).unwrap();
+        assert_eq!(me[1], crate::sys::uid());
+    }
+
+    #[test]
+    fn a_held_flock_is_listed_with_our_pid() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("pytracker-locks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        let file = std::fs::File::create(&path).unwrap();
+        crate::sys::lock_exclusive(&file).unwrap();
+        let meta = file.metadata().unwrap();
+        let holders = flock_holders(meta.dev(), meta.ino()).unwrap();
+        assert_eq!(holders, vec![std::process::id()]);
+        drop(file);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_names_with_spaces_and_parens() {

@@ -349,7 +349,8 @@ pub(crate) fn read_classes(v: ReadView, geo: &Geometry) -> Vec<(u32, ClassSnapsh
             .counters(base + class::COUNTERS)
             .map(|c| c.totals())
             .unwrap_or_default();
-        let is_overflow = flags & layout::CLASS_OVERFLOW != 0;
+        // Only the last slot is the overflow slot, whatever a flag says.
+        let is_overflow = slot == overflow && flags & layout::CLASS_OVERFLOW != 0;
         if is_overflow && totals.created == 0 && totals.updated == 0 {
             continue;
         }
@@ -364,7 +365,24 @@ pub(crate) fn read_classes(v: ReadView, geo: &Geometry) -> Vec<(u32, ClassSnapsh
         rec.overflow = is_overflow;
         out.push((slot as u32, rec));
     }
+    unique_names(&mut out);
     out
+}
+
+/// Gives every record a distinct name, so that no consumer (a diff, a
+/// check, an OpenMetrics series) merges two classes or sees one twice. Two
+/// slots share a name when names were cut to fit a slot, or when the
+/// segment was not written by a pytracker writer; only the overflow slot may
+/// be called [`layout::OVERFLOW_NAME`]. A repeated name gets ` #<slot>`.
+fn unique_names(records: &mut [(u32, ClassSnapshot)]) {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    seen.insert(layout::OVERFLOW_NAME.to_string());
+    for (slot, rec) in records.iter_mut().filter(|(_, r)| !r.overflow) {
+        if !seen.insert(rec.name.clone()) {
+            rec.name = format!("{} #{slot}", rec.name);
+            seen.insert(rec.name.clone());
+        }
+    }
 }
 
 /// One lifecycle event from the ring.

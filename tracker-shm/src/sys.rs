@@ -89,9 +89,36 @@ pub(crate) fn pid_exists(pid: u32) -> bool {
 }
 
 /// The effective user id.
-pub(crate) fn uid() -> u32 {
+pub fn uid() -> u32 {
     // SAFETY: always succeeds.
     unsafe { libc::geteuid() }
+}
+
+/// The login name of `uid` (through the system's user database), if it
+/// has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `passwd` is plain data; all-zero is a valid value to be
+    // overwritten.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` for its length;
+    // on success `result` points at `pwd`, whose strings live in `buf`.
+    let r = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if r != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: `pw_name` is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// This process's id.

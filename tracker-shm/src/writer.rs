@@ -581,6 +581,12 @@ impl Inner {
                 let index = v.word(header::CLASS_COUNT).fetch_add(1, Relaxed);
                 let slot = if index < region.geo.class_capacity - 1 {
                     let mut name = class.name().as_bytes().to_vec();
+                    if name == layout::OVERFLOW_NAME.as_bytes() {
+                        // A class may be called that (in `builtins`): its
+                        // qualified name keeps it apart from the overflow
+                        // slot's.
+                        name = format!("builtins.{}", layout::OVERFLOW_NAME).into_bytes();
+                    }
                     let mut flags = 0;
                     if cut_utf8(&mut name, class::NAME_MAX as usize) {
                         flags |= layout::CLASS_TRUNCATED;

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use glob::Pattern;
-use tracker_core::Snapshot;
+use tracker_core::{escape_control, Snapshot};
 
 use crate::cli::CheckArgs;
 use crate::error::{CliError, CliResult, EXIT_BROKEN, EXIT_OK};
@@ -28,6 +28,16 @@ pub struct Rule {
     pattern: Pattern,
     /// The limit.
     pub limit: Limit,
+}
+
+impl Rule {
+    /// Whether the rule applies to the class `name`: the pattern matches
+    /// the qualified name (`module.Class`) or the bare class name after the
+    /// last dot — the same rule as `pytracker.leak_check`'s `max`.
+    pub fn matches(&self, name: &str) -> bool {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        self.pattern.matches(name) || self.pattern.matches(bare)
+    }
 }
 
 /// Parses `CLASS=N` (or `N` alone when `bare_ok`, meaning every class).
@@ -97,16 +107,17 @@ pub fn evaluate(
         let matching: Vec<_> = snap
             .classes
             .iter()
-            .filter(|c| rule.pattern.matches(&c.name))
+            .filter(|c| rule.matches(&c.name))
             .collect();
         for c in matching {
+            let name = escape_control(&c.name);
             let base = baseline
                 .and_then(|b| b.class(&c.name))
                 .map_or(0, |b| b.live);
             match rule.limit {
                 Limit::Max(n) if c.live > n => broken.push(format!(
                     "{}: {} live, more than --max {}={} allows ({} over)",
-                    c.name,
+                    name,
                     c.live,
                     rule.pattern_text,
                     n,
@@ -114,7 +125,7 @@ pub fn evaluate(
                 )),
                 Limit::Growth(n) if c.live > base.saturating_add(n) => broken.push(format!(
                     "{}: grew by {} ({} -> {}), more than --max-growth {}={} allows",
-                    c.name,
+                    name,
                     c.live - base,
                     base,
                     c.live,
@@ -135,7 +146,7 @@ pub fn evaluate(
                         };
                         broken.push(format!(
                             "{}: grew {} ({} -> {}), more than --max-growth-pct {}={}% allows",
-                            c.name, shown, base, c.live, rule.pattern_text, p
+                            name, shown, base, c.live, rule.pattern_text, p
                         ));
                     }
                 }
@@ -166,20 +177,47 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
     }
     let snap = match &args.snapshot {
         Some(path) => snapshots::load(path)?,
-        None => snapshots::take(&snapshots::open_segment(&args.target)?),
+        None => {
+            let segment = snapshots::open_segment(&args.target)?;
+            let state = tracker_shm::writer_state(&segment);
+            if state != tracker_shm::WriterState::Alive && !args.allow_exited {
+                return Err(CliError::Usage(format!(
+                    "the process of {} is not running ({}): its counts are those it left, not live ones; \
+                     add --allow-exited to check them anyway, or remove the segment with `pytracker-cli clean`",
+                    escape_control(&segment.path().to_string_lossy()),
+                    state.label()
+                )));
+            }
+            snapshots::take(&segment)
+        }
     };
     let baseline = args.baseline.as_deref().map(snapshots::load).transpose()?;
-    let broken = evaluate(&snap, baseline.as_ref(), &rules, args.max_total);
-    for rule in rules
+    let unmatched: Vec<&Rule> = rules
         .iter()
-        .filter(|r| !snap.classes.iter().any(|c| r.pattern.matches(&c.name)))
-    {
+        .filter(|r| !snap.classes.iter().any(|c| r.matches(&c.name)))
+        .collect();
+    if !unmatched.is_empty() && !args.allow_unmatched {
+        let listed: Vec<String> = unmatched
+            .iter()
+            .map(|r| format!("{:?}", r.pattern_text))
+            .collect();
+        return Err(CliError::Usage(format!(
+            "no class matches {} among the {} classes of the snapshot: a misspelt rule would check nothing. \
+             Class names are `module.Class` or `Class` (see `pytracker-cli dump`); \
+             add --allow-unmatched if a class may legitimately be absent",
+            listed.join(", "),
+            snap.classes.len()
+        )));
+    }
+    let broken = evaluate(&snap, baseline.as_ref(), &rules, args.max_total);
+    for rule in unmatched {
         writeln!(
             out,
-            "note: no class matches {:?} (class names are qualified: module.Class)",
+            "note: no class matches {:?} (allowed by --allow-unmatched)",
             rule.pattern_text
         )?;
     }
+    crate::output::write_saturation_note(out, &snap)?;
     if broken.is_empty() {
         writeln!(
             out,

@@ -94,7 +94,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> CliResult<i32> {
                 .to_vec()];
             for d in &diffs {
                 rows.push(vec![
-                    d.name.clone(),
+                    tracker_core::escape_control(&d.name).into_owned(),
                     d.live_after.to_string(),
                     signed(d.live),
                     signed(d.created),
@@ -102,6 +102,7 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> CliResult<i32> {
                 ]);
             }
             write_table(out, &rows, &[1, 2, 3, 4])?;
+            crate::output::write_saturation_note(out, &after)?;
         }
         other => {
             return Err(CliError::Usage(format!(

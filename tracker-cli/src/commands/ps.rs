@@ -3,17 +3,26 @@
 use std::io::Write;
 
 use serde::Serialize;
-use tracker_shm::{list_segments, writer_state};
+use tracker_shm::{list_segments, user_name, writer_state};
 
 use crate::cli::{PsArgs, PsFormat};
 use crate::error::CliResult;
 use crate::output::{one_line, write_json, write_table};
+use tracker_core::escape_control;
 
 /// One row of `ps`.
 #[derive(Debug, Serialize)]
 pub struct PsRow {
     /// Writer pid.
     pub pid: u32,
+    /// The uid owning the segment file.
+    pub owner_uid: Option<u32>,
+    /// Its login name, if it has one.
+    pub owner: Option<String>,
+    /// Why the segment cannot be trusted to describe its process (owner,
+    /// header or lock disagree), if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
     /// Writer command line.
     pub program: String,
     /// Seconds since the segment was created.
@@ -38,6 +47,9 @@ pub fn rows() -> Vec<PsRow> {
                 let h = seg.header();
                 let snap = seg.snapshot("");
                 PsRow {
+                    owner_uid: entry.owner,
+                    owner: entry.owner.and_then(user_name),
+                    untrusted: entry.provenance().err(),
                     pid: h.pid,
                     program: h.program,
                     uptime_seconds: Some(now.saturating_sub(h.created_unix_ms) / 1000),
@@ -48,6 +60,9 @@ pub fn rows() -> Vec<PsRow> {
                 }
             }
             Err(e) => PsRow {
+                owner_uid: entry.owner,
+                owner: entry.owner.and_then(user_name),
+                untrusted: None,
                 pid: entry.pid,
                 program: String::new(),
                 uptime_seconds: None,
@@ -88,24 +103,46 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                 return Ok(0);
             }
             let mut table = vec![[
-                "PID", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE", "SEGMENT",
+                "PID", "OWNER", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE", "SEGMENT",
             ]
             .map(String::from)
             .to_vec()];
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             for r in &rows {
                 let program = one_line(&r.program, 40);
+                let owner = match (&r.owner, r.owner_uid) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(uid)) => uid.to_string(),
+                    (None, None) => "-".into(),
+                };
+                let state = if r.untrusted.is_some() {
+                    format!("UNTRUSTED ({})", r.state)
+                } else {
+                    r.state.clone()
+                };
                 table.push(vec![
                     r.pid.to_string(),
+                    owner,
                     program,
                     opt(r.uptime_seconds.map(format_uptime)),
                     opt(r.live.map(|v| v.to_string())),
                     opt(r.classes.map(|v| v.to_string())),
-                    r.state.clone(),
+                    state,
                     r.segment.clone(),
                 ]);
             }
-            write_table(out, &table, &[0, 2, 3, 4])?;
+            write_table(out, &table, &[0, 3, 4, 5])?;
+            for r in &rows {
+                if let Some(why) = &r.untrusted {
+                    writeln!(
+                        out,
+                        "UNTRUSTED {}: {} (readers refuse it for --pid {})",
+                        escape_control(&r.segment),
+                        escape_control(why),
+                        r.pid
+                    )?;
+                }
+            }
         }
     }
     Ok(0)

@@ -233,14 +233,16 @@ impl App {
                 total_d += dr;
                 counts.insert(*slot, (c.created, c.destroyed));
                 let trend = trends.get(slot).map(|v| v.to_vec()).unwrap_or_default();
-                let change = c.live as i64 - base as i64;
+                let change = (i128::from(c.live) - i128::from(base))
+                    .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
+                    as i64;
                 let rising = match (trend.first(), trend.last()) {
                     (Some(a), Some(b)) if trend.len() >= 3 => b > a,
                     _ => cr > dr,
                 };
                 Row {
                     slot: *slot,
-                    name: c.name.clone(),
+                    name: tracker_core::escape_control(&c.name).into_owned(),
                     truncated: c.name_truncated,
                     live: c.live,
                     change,
@@ -271,7 +273,9 @@ impl App {
 
     /// Total live objects.
     pub fn total_live(&self) -> u64 {
-        self.rows.iter().map(|r| r.live).sum()
+        self.rows
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.live))
     }
 
     /// All rows (unsorted, unfiltered).

@@ -63,7 +63,8 @@ def format_leaks(leaks, shown=5):
         listed = ", ".join(str(s) for s in serials[:shown])
         if len(serials) > shown:
             listed += ", ... (%d more)" % (len(serials) - shown)
-        lines.append("  %s: %d (serial%s %s)" % (name, len(serials), "" if len(serials) == 1 else "s", listed))
+        shown_name = _native.escape_control(name)
+        lines.append("  %s: %d (serial%s %s)" % (shown_name, len(serials), "" if len(serials) == 1 else "s", listed))
     return "\n".join(lines)
 
 
