@@ -20,6 +20,34 @@ create_exception!(
     "A shared-memory segment could not be read. The message says why and what to do; `kind` names the case."
 );
 
+/// Bounds of ShmTracker's arguments (those of the segment format).
+const MAX_CLASSES: u64 = 1 << 20;
+const MAX_RING: u64 = 1 << 24;
+
+/// `value` as a u64 if it lies in `lo..=hi`, else a ValueError naming the
+/// argument and its range.
+fn in_range(name: &str, value: i64, lo: u64, hi: u64) -> PyResult<u64> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| (lo..=hi).contains(v))
+        .ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "{name} must be between {lo} and {hi}, not {value}"
+            ))
+        })
+}
+
+/// A period in seconds between 10 ms and one day.
+fn period(name: &str, seconds: f64) -> PyResult<Duration> {
+    if seconds.is_finite() && (0.01..=86_400.0).contains(&seconds) {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{name} must be a number of seconds between 0.01 and 86400, not {seconds}"
+        )))
+    }
+}
+
 /// Every ShmTracker created in this process, for exit and fork handling.
 static LIVE: Mutex<Vec<WeakShmTracker>> = Mutex::new(Vec::new());
 
@@ -45,28 +73,32 @@ impl PyShmTracker {
     fn new(
         py: Python<'_>,
         directory: Option<PathBuf>,
-        class_capacity: u64,
-        ring_capacity: u64,
+        class_capacity: i64,
+        ring_capacity: i64,
         events: bool,
-        history_capacity: u64,
+        history_capacity: i64,
         history_period: f64,
         sampler: bool,
-        keep_exited: usize,
+        keep_exited: i64,
     ) -> PyResult<PyClassInitializer<Self>> {
-        if !(history_period.is_finite() && history_period > 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "history_period must be a positive number of seconds",
-            ));
-        }
         let options = ShmOptions {
             directory,
-            class_capacity,
-            ring_capacity,
+            class_capacity: in_range("class_capacity", class_capacity, 2, MAX_CLASSES)?,
+            ring_capacity: if ring_capacity == 0 {
+                0
+            } else {
+                in_range("ring_capacity", ring_capacity, 16, MAX_RING)?
+            },
             events,
-            history_capacity,
-            history_period: Duration::from_secs_f64(history_period),
+            history_capacity: in_range(
+                "history_capacity",
+                history_capacity,
+                1,
+                tracker_shm::layout::HISTORY_MAX,
+            )?,
+            history_period: period("history_period", history_period)?,
             sampler,
-            keep_exited,
+            keep_exited: in_range("keep_exited", keep_exited, 0, 1 << 20)? as usize,
         };
         let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
         if let Some(problem) = shm.take_problem_report() {

@@ -122,7 +122,8 @@ pub(crate) fn setstate(slf: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) -> PyRe
                 own.call_method1(intern!(py, "update"), (dict,))?;
             }
             Err(_) => {
-                for (k, v) in dict.iter() {
+                // Over a copy: a `__setattr__` may change the dict.
+                for (k, v) in dict.copy()?.iter() {
                     slf.setattr(
                         k.cast_into::<pyo3::types::PyString>()
                             .map_err(|_| bad_state(state))?,
@@ -134,7 +135,8 @@ pub(crate) fn setstate(slf: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) -> PyRe
     }
     if !slots.is_none() {
         let slots = slots.cast::<PyDict>().map_err(|_| bad_state(state))?;
-        for (k, v) in slots.iter() {
+        // Over a copy: a `__setattr__` may change the dict.
+        for (k, v) in slots.copy()?.iter() {
             if k.eq(intern!(py, "_data_bundle"))? {
                 this.set_bundle(&v);
             } else {

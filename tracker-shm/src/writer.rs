@@ -92,7 +92,7 @@ impl Region {
             0
         };
         let geo = Geometry::new(options.class_capacity, ring, options.history_capacity);
-        let (backing, view, mut problem) = match create_file(options, &geo) {
+        let (backing, view, problem) = match create_file(options, &geo) {
             Ok((map, view, file, path, warning)) => {
                 let backing = Backing::File {
                     _map: map,
@@ -115,14 +115,32 @@ impl Region {
             problem: None,
         };
         region.init_header(options);
-        if let Backing::File { path, .. } = &region.backing {
-            let tmp = temp_name(path);
-            if let Err(e) = fs::rename(&tmp, path) {
-                let _ = fs::remove_file(&tmp);
-                problem = Some(format!("cannot publish segment {}: {e}", path.display()));
+        let Region { backing, .. } = &region;
+        let failed = match backing {
+            Backing::File { path, .. } => {
+                let tmp = temp_name(path);
+                fs::rename(&tmp, path).err().map(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    format!("cannot publish segment {}: {e}", path.display())
+                })
             }
+            Backing::Private(_) => None,
+        };
+        let Some(failed) = failed else {
+            return Region { problem, ..region };
+        };
+        // Nothing was published: the path names no segment of ours (another
+        // process may own what is there), so the tracker forgets it and
+        // counts privately in the memory it already has.
+        let backing = match region.backing {
+            Backing::File { _map, .. } => Backing::Private(_map),
+            private => private,
+        };
+        Region {
+            backing,
+            problem: Some(failed),
+            ..region
         }
-        Region { problem, ..region }
     }
 
     fn init_header(&self, options: &ShmOptions) {
@@ -387,7 +405,11 @@ pub struct ShmTracker {
 impl ShmTracker {
     /// Creates the segment. Never fails: when nothing can be published,
     /// counts are kept privately and [`ShmTracker::problem`] says why.
-    pub fn new(options: ShmOptions) -> ShmTracker {
+    pub fn new(mut options: ShmOptions) -> ShmTracker {
+        // The period the header can state and the sampler can wait.
+        options.history_period = options
+            .history_period
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let generation = sys::watch_forks();
         let region = Region::create(&options, generation);
         let inner = Arc::new(Inner {
@@ -438,7 +460,7 @@ impl ShmTracker {
             .inner
             .options
             .history_period
-            .max(Duration::from_millis(10));
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let flag = stop.clone();
         let spawned = thread::Builder::new()
             .name("pytracker-sampler".into())
@@ -449,8 +471,8 @@ impl ShmTracker {
                         Some(inner) => inner.sample(),
                         None => break,
                     }
-                    next += period;
                     let now = Instant::now();
+                    next = next.checked_add(period).unwrap_or(now);
                     if next > now {
                         thread::park_timeout(next - now);
                     } else {
