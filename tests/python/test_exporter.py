@@ -269,3 +269,38 @@ def test_old_segments_of_killed_processes_are_pruned(shm_dir):
     finally:
         live.kill()
         newest.kill()
+
+
+def test_path_is_none_when_publishing_failed(shm_dir):
+    # Something else sits at the name the segment would get: the tracker
+    # must not claim it as its own (nor remove it at exit).
+    code = textwrap.dedent(
+        """
+        import os, warnings
+        import pytracker
+        pid = os.getpid()
+        start = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[19]
+        squatter = os.path.join(os.environ["PYTRACKER_DIR"], "pytracker-%d-%d-%s-0" % (os.geteuid(), pid, start))
+        os.mkdir(squatter)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = pytracker.ShmTracker(sampler=False)
+        print(t.path)
+        print(t.problem)
+        print(len(caught))
+        class C(pytracker.Trackable):
+            pass
+        pytracker.set_global_tracker(t)
+        kept = [C() for _ in range(5)]
+        print(t.snapshot()[0]["live"])
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)), timeout=60)
+    assert r.returncode == 0, r.stderr
+    path, problem, warned, live = r.stdout.splitlines()
+    assert path == "None"
+    assert problem.startswith("cannot publish segment") and warned == "1"
+    assert live == "5"
+    (left,) = list(shm_dir.iterdir())
+    assert left.is_dir(), "the squatter is left alone"
