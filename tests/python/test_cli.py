@@ -318,3 +318,25 @@ def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
     finally:
         p.kill()
         p.wait()
+
+
+def test_inputs_that_never_end_are_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (("check", fifo, "--max-total", "1"), ("diff", "/dev/zero", "/dev/zero"), ("check", "/dev/zero", "--max-total", "1")):
+        r = cli(*args, timeout=20)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "not a regular file" in r.stderr
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate((256 << 20) + 1)  # sparse: no disk used
+    r = cli("check", big, "--max-total", "1")
+    assert r.returncode == 2 and "more than a snapshot can be" in r.stderr
+
+
+def test_top_refresh_interval_has_a_minimum():
+    r = run_tool("pytracker-top", "--interval", "0")
+    assert r.returncode == 2
+    assert "at least 100ms" in r.stderr
+    r = run_tool("pytracker-top", "--interval", "50ms")
+    assert r.returncode == 2

@@ -207,9 +207,23 @@ pub struct TopCli {
     /// Path of a segment file.
     #[arg(long, conflicts_with = "pid")]
     pub path: Option<PathBuf>,
-    /// Refresh interval (e.g. 1s, 500ms).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    /// Refresh interval (e.g. 1s, 500ms; at least 100ms).
+    #[arg(long, value_parser = refresh_interval, default_value = "1s")]
     pub interval: Duration,
+}
+
+/// The shortest refresh interval of `pytracker-top`: faster redraws show
+/// nothing more and would keep a core busy.
+pub const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+fn refresh_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < MIN_REFRESH {
+        return Err(format!(
+            "{text} is too short: the refresh interval is at least 100ms"
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -38,13 +38,55 @@ pub fn take(segment: &Segment) -> Snapshot {
     segment.snapshot(writer_state(segment).label())
 }
 
+/// The largest snapshot file `diff` and `check` read: far above what a
+/// full class table gives (about 300 bytes per class).
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
+
+/// The text of a regular file of at most [`MAX_SNAPSHOT_BYTES`]. The file
+/// is opened without blocking (a FIFO or a device is refused, never waited
+/// on or read without end).
+fn read_limited(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file: give the JSON file written by `pytracker-cli dump --format json`"
+                .into(),
+        );
+    }
+    if meta.len() > MAX_SNAPSHOT_BYTES {
+        return Err(format!(
+            "{} bytes is more than a snapshot can be ({} MiB at most)",
+            meta.len(),
+            MAX_SNAPSHOT_BYTES >> 20
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_SNAPSHOT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_SNAPSHOT_BYTES {
+        return Err(format!(
+            "the file grew past {} MiB while being read",
+            MAX_SNAPSHOT_BYTES >> 20
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads a snapshot document written by `dump --format json`.
 pub fn load(path: &Path) -> CliResult<Snapshot> {
     let err = |message: String| CliError::SnapshotFile {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let text = read_limited(path).map_err(err)?;
     let snap: Snapshot = serde_json::from_str(&text).map_err(|e| {
         err(format!(
             "not a pytracker snapshot: {} (expected the JSON written by `pytracker-cli dump --format json`)",

@@ -258,31 +258,71 @@ pub fn list_segments() -> Vec<SegmentEntry> {
     list_segments_in(&search_directories())
 }
 
+/// Directory entries one [`prune_exited`] call looks at, at most.
+pub const PRUNE_MAX_ENTRIES: usize = 1 << 16;
+/// Files one [`prune_exited`] call opens, at most.
+pub const PRUNE_MAX_OPENED: usize = 256;
+
+/// What one [`prune_exited`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Directory entries looked at.
+    pub entries: usize,
+    /// Files opened as segments (named and owned like this user's).
+    pub opened: usize,
+    /// Segments removed.
+    pub removed: usize,
+}
+
 /// Removes this user's segments in `dir` whose writers are gone, except the
-/// `keep` most recently created. Returns how many were removed. Errors are
-/// ignored: pruning is housekeeping.
-pub fn prune_exited(dir: &Path, keep: usize) -> usize {
-    let own = format!("{FILE_PREFIX}{}-", sys::uid());
-    let mut gone: Vec<(u64, PathBuf)> = list_segments_in(&[dir.to_path_buf()])
-        .into_iter()
-        .filter(|e| {
-            e.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&own))
-        })
-        .filter_map(|e| {
-            let seg = e.segment.ok()?;
-            writer_state(&seg)
-                .is_gone()
-                .then(|| (seg.header().created_unix_ms, e.path))
-        })
-        .collect();
+/// `keep` most recently created. Errors are ignored: pruning is
+/// housekeeping.
+///
+/// The work is bounded whatever the directory holds (it is writable by
+/// every user): at most [`PRUNE_MAX_ENTRIES`] names are read, only files
+/// named with this user's prefix and owned by this user are opened, and at
+/// most [`PRUNE_MAX_OPENED`] of them. What is left is pruned by a later
+/// call (writers prune again from their sampler thread).
+pub fn prune_exited(dir: &Path, keep: usize) -> PruneReport {
+    use std::os::unix::fs::MetadataExt;
+    let me = sys::uid();
+    let own = format!("{FILE_PREFIX}{me}-");
+    let mut report = PruneReport::default();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return report;
+    };
+    let mut gone: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries.flatten().take(PRUNE_MAX_ENTRIES) {
+        report.entries += 1;
+        if report.opened == PRUNE_MAX_OPENED {
+            break;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(&own) || pid_from_name(name).is_none() {
+            continue;
+        }
+        // The entry's own metadata (no link followed): cheap, and a file
+        // another user planted under our prefix is never opened.
+        match entry.metadata() {
+            Ok(m) if m.is_file() && m.uid() == me => {}
+            _ => continue,
+        }
+        report.opened += 1;
+        let Ok(seg) = Segment::open(&entry.path()) else {
+            continue;
+        };
+        if writer_state(&seg).is_gone() {
+            gone.push((seg.header().created_unix_ms, entry.path()));
+        }
+    }
     gone.sort_by(|a, b| b.cmp(a)); // newest first
-    gone.into_iter()
+    report.removed = gone
+        .into_iter()
         .skip(keep)
         .filter(|(_, path)| fs::remove_file(path).is_ok())
-        .count()
+        .count();
+    report
 }
 
 /// The segment of process `pid`: its live one, the newest if it has

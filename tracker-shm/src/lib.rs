@@ -42,8 +42,8 @@ mod writer;
 
 pub use discovery::{
     find_by_pid, find_by_pid_in, list_segments, list_segments_in, pid_from_name, provenance,
-    prune_exited, search_directories, uid_from_name, writer_state, SegmentEntry, Target,
-    WriterState, DIR_ENV,
+    prune_exited, search_directories, uid_from_name, writer_state, PruneReport, SegmentEntry,
+    Target, WriterState, DIR_ENV, PRUNE_MAX_ENTRIES, PRUNE_MAX_OPENED,
 };
 pub use error::{ReadError, WriteError};
 pub use reader::{Event, EventCursor, HeaderInfo, History, Segment, MAX_EVENTS_PER_POLL};

@@ -84,6 +84,10 @@ struct Region {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// A writer's sampler prunes segments of exited processes every this many
+/// samples (every minute with the default period of one second).
+const PRUNE_EVERY: u64 = 60;
+
 impl Region {
     fn create(options: &ShmOptions, generation: u64) -> Region {
         let ring = if options.events {
@@ -421,8 +425,9 @@ impl ShmTracker {
         });
         let tracker = ShmTracker { inner };
         tracker.start_sampler();
-        if let Some(dir) = tracker.path().as_deref().and_then(Path::parent) {
-            crate::discovery::prune_exited(dir, tracker.inner.options.keep_exited);
+        if !tracker.inner.options.sampler {
+            // Without a sampler thread, prune here (the work is bounded).
+            tracker.inner.prune();
         }
         tracker
     }
@@ -466,9 +471,20 @@ impl ShmTracker {
             .name("pytracker-sampler".into())
             .spawn(move || {
                 let mut next = Instant::now();
+                let mut samples: u64 = 0;
                 while !flag.load(Relaxed) {
                     match weak.upgrade() {
-                        Some(inner) => inner.sample(),
+                        Some(inner) => {
+                            inner.sample();
+                            // Segments of exited processes (forked children
+                            // that left by os._exit or exec included) are
+                            // pruned at start and then every PRUNE_EVERY
+                            // samples, off the application's threads.
+                            if samples % PRUNE_EVERY == 0 {
+                                inner.prune();
+                            }
+                            samples += 1;
+                        }
                         None => break,
                     }
                     let now = Instant::now();
@@ -643,6 +659,15 @@ impl Inner {
             .word(header::CLASSES_DROPPED)
             .fetch_add(1, Relaxed);
         overflow
+    }
+
+    /// Removes this user's segments of exited processes in the segment's
+    /// directory beyond the `keep_exited` newest (bounded work).
+    fn prune(&self) {
+        let region = self.region.get();
+        if let Some(dir) = region.path().and_then(Path::parent) {
+            crate::discovery::prune_exited(dir, self.options.keep_exited);
+        }
     }
 
     fn sample(&self) {

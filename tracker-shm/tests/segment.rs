@@ -474,3 +474,34 @@ fn one_poll_reads_at_most_a_bounded_window() {
     assert_eq!(lost, 100_000 - tracker_shm::MAX_EVENTS_PER_POLL);
     assert_eq!(events.last().unwrap().serial, 100_000);
 }
+
+#[test]
+fn pruning_work_is_bounded_whatever_the_directory_holds() {
+    let dir = TestDir::new("prune-bound");
+    let me = tracker_shm::effective_uid();
+    // 50,000 files named like this user's segments (the directory is
+    // writable by anyone, so their number is not ours to choose).
+    for n in 0..50_000u32 {
+        fs::write(
+            dir.path()
+                .join(format!("pytracker-{me}-{}-1-{n}", 4_000_000 + n)),
+            b"",
+        )
+        .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let report = tracker_shm::prune_exited(dir.path(), 8);
+    assert!(report.opened <= tracker_shm::PRUNE_MAX_OPENED, "{report:?}");
+    assert!(
+        report.entries <= tracker_shm::PRUNE_MAX_ENTRIES,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.removed, 0,
+        "files that are not segments are never removed"
+    );
+    eprintln!(
+        "pruned 50,000 planted files in {:?}: {report:?}",
+        started.elapsed()
+    );
+}
