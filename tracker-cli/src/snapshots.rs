@@ -34,8 +34,14 @@ pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
 }
 
 /// A snapshot of a live segment, with the writer's state.
-pub fn take(segment: &Segment) -> Snapshot {
-    segment.snapshot(writer_state(segment).label())
+///
+/// # Errors
+/// [`tracker_shm::ReadError::Shrunk`] when the file shrank while it was
+/// read (the snapshot is discarded).
+pub fn take(segment: &Segment) -> CliResult<Snapshot> {
+    let snap = segment.snapshot(writer_state(segment).label());
+    segment.intact()?;
+    Ok(snap)
 }
 
 /// The largest snapshot file `diff` and `check` read: far above what a

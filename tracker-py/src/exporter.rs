@@ -178,6 +178,7 @@ fn read_error(e: ReadError) -> PyErr {
         ReadError::EndianMismatch { .. } => "endian",
         ReadError::Version { .. } => "version",
         ReadError::Truncated { .. } => "truncated",
+        ReadError::Shrunk { .. } => "shrunk",
         ReadError::NotReady { .. } => "not_ready",
         ReadError::Corrupt { .. } => "corrupt",
         ReadError::Io { .. } => "io",
@@ -207,7 +208,9 @@ pub(crate) fn read_snapshot<'py>(
         .detach(|| {
             let seg = target.open()?;
             let state = tracker_shm::writer_state(&seg);
-            Ok::<_, ReadError>((seg.snapshot(state.label()), state))
+            let snap = seg.snapshot(state.label());
+            seg.intact()?;
+            Ok::<_, ReadError>((snap, state))
         })
         .map_err(read_error)?;
     let d = PyDict::new(py);

@@ -88,6 +88,12 @@ pub enum ReadError {
         /// Bytes the header declares.
         expected: u64,
     },
+    /// The file shrank while it was being read: what was read is discarded.
+    #[error("{path} shrank while it was being read (it was truncated by another process): nothing read from it can be trusted; read it again, or remove it with pytracker-cli clean if it stays damaged")]
+    Shrunk {
+        /// The path.
+        path: PathBuf,
+    },
     /// Still being created.
     #[error("{path} is still being initialised by its writer: try again in a moment")]
     NotReady {

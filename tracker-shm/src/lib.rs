@@ -33,6 +33,7 @@
 
 mod discovery;
 mod error;
+mod fault;
 pub mod layout;
 mod proc;
 mod raw;

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::fault::{Guarded, MAX_GUARDED};
+
 /// A read-only view of `len` bytes at `ptr`, shared with a writer in
 /// another process. Every load is bounds- and alignment-checked.
 #[derive(Copy, Clone)]
@@ -201,45 +203,78 @@ impl<T> Drop for LeakyCell<T> {
     }
 }
 
-/// A read-only mapping of a segment file and its view.
+/// A read-only mapping of a segment file and its view, guarded against the
+/// file shrinking (see [`crate::fault`]).
 pub(crate) struct ReadMap {
+    // Declared before the mapping: withdrawn before it is unmapped.
+    guard: Guarded,
     _map: MmapRaw,
     view: ReadView,
+}
+
+fn too_many() -> io::Error {
+    io::Error::other(format!(
+        "more than {MAX_GUARDED} segments are mapped at once in this process"
+    ))
 }
 
 impl ReadMap {
     /// Maps the first `len` bytes of `file` read-only.
     pub(crate) fn new(file: &File, len: usize) -> io::Result<ReadMap> {
         let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        let guard = Guarded::new(map.as_ptr(), len, false).ok_or_else(too_many)?;
         // SAFETY: `len` bytes mapped read-only at a page-aligned address;
         // the mapping lives in `_map` as long as `self`, and views handed
         // out by `view` are used only while their `ReadMap` lives (crate
-        // rule: they are stored only next to it).
+        // rule: they are stored only next to it). If the file shrinks, the
+        // guard replaces the lost pages with zero pages: they stay mapped.
         let view = unsafe { ReadView::new(map.as_ptr(), len) };
-        Ok(ReadMap { _map: map, view })
+        Ok(ReadMap {
+            guard,
+            _map: map,
+            view,
+        })
     }
 
     pub(crate) fn view(&self) -> ReadView {
         self.view
+    }
+
+    /// Whether the file shrank under the mapping: what was read may be
+    /// zeros instead of the writer's data.
+    pub(crate) fn damaged(&self) -> bool {
+        self.guard.damaged()
     }
 }
 
 /// The writer's memory: a shared file mapping, or private words when
 /// nothing could be published.
 pub(crate) enum WriteMap {
-    Shared(#[allow(dead_code)] MmapRaw),
+    /// The guard comes first: withdrawn before the mapping is unmapped.
+    Shared(Guarded, #[allow(dead_code)] MmapRaw),
     Private(#[allow(dead_code)] Box<[AtomicU64]>),
 }
 
 impl WriteMap {
-    /// Maps `len` bytes of `file` read-write, shared.
+    /// Maps `len` bytes of `file` read-write, shared, guarded against the
+    /// file shrinking (see [`crate::fault`]).
     pub(crate) fn shared(file: &File, len: usize) -> io::Result<(WriteMap, WriteView)> {
         let map = MmapOptions::new().len(len).map_raw(file)?;
+        let guard = Guarded::new(map.as_ptr(), len, true).ok_or_else(too_many)?;
         // SAFETY: `len` bytes mapped read-write, page-aligned; the mapping
         // is owned by the returned `WriteMap`, which the writer keeps next
-        // to the view for as long as it uses the view.
+        // to the view for as long as it uses the view. Pages lost to a
+        // shrinking file are replaced by the guard, so they stay mapped.
         let view = unsafe { WriteView::new(map.as_mut_ptr(), len) };
-        Ok((WriteMap::Shared(map), view))
+        Ok((WriteMap::Shared(guard, map), view))
+    }
+
+    /// Whether the file shrank under the mapping and pages were replaced.
+    pub(crate) fn damaged(&self) -> bool {
+        match self {
+            WriteMap::Shared(guard, _) => guard.damaged(),
+            WriteMap::Private(_) => false,
+        }
     }
 
     /// `len` bytes (a multiple of 8) of private zeroed memory.

@@ -145,6 +145,24 @@ impl Segment {
         &self.path
     }
 
+    /// Whether everything read from the segment so far came from its file.
+    /// Call it after reading: if the file shrank meanwhile, the pages lost
+    /// read as zeros (the reader survives; see the `fault` module), and
+    /// what was read must be discarded.
+    ///
+    /// # Errors
+    /// [`ReadError::Shrunk`] once the file has shrunk under the mapping
+    /// (for good: reopen the segment to read it again).
+    pub fn intact(&self) -> Result<(), ReadError> {
+        if self._map.damaged() {
+            Err(ReadError::Shrunk {
+                path: self.path.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// The open file (for liveness probes).
     pub(crate) fn file(&self) -> &File {
         &self.file

@@ -252,6 +252,19 @@ impl Region {
         }
     }
 
+    /// Why the segment no longer shows this process's counts, if its file
+    /// shrank under the mapping (see the `fault` module).
+    fn damage(&self) -> Option<String> {
+        match &self.backing {
+            Backing::File { _map, path, .. } if _map.damaged() => Some(format!(
+                "segment {} was truncated by another process: readers can no longer see this \
+                 process's counts, and the counts kept in the lost pages restarted from zero",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+
     /// Marks the segment closed and removes its file.
     fn close(&self) {
         self.view
@@ -387,6 +400,8 @@ struct Inner {
     slots: ClassTable<AtomicU32>,
     sampler: Mutex<Option<Sampler>>,
     reported: AtomicBool,
+    /// The segment's truncation was reported on standard error.
+    damage_reported: AtomicBool,
 }
 
 struct Sampler {
@@ -422,6 +437,7 @@ impl ShmTracker {
             slots: ClassTable::default(),
             sampler: Mutex::new(None),
             reported: AtomicBool::new(false),
+            damage_reported: AtomicBool::new(false),
         });
         let tracker = ShmTracker { inner };
         tracker.start_sampler();
@@ -440,7 +456,8 @@ impl ShmTracker {
     /// Why the segment is not published (or is somewhere unexpected); `None`
     /// when all is well.
     pub fn problem(&self) -> Option<String> {
-        self.inner.region.get().problem.clone()
+        let region = self.inner.region.get();
+        region.damage().or_else(|| region.problem.clone())
     }
 
     /// Returns [`ShmTracker::problem`] the first time only, so callers can
@@ -673,6 +690,13 @@ impl Inner {
     fn sample(&self) {
         let region = self.region_for_writing();
         let Some(region) = region else { return };
+        if let Some(damage) = region.damage() {
+            // Once, from the sampler: the application's own threads never
+            // see more than the `problem` property changing.
+            if !self.damage_reported.swap(true, Relaxed) {
+                eprintln!("pytracker: {damage}");
+            }
+        }
         let (v, g) = (&region.view, &region.geo);
         let head = v.word(header::HISTORY_HEAD).load(Relaxed);
         let index = head % g.history_capacity;

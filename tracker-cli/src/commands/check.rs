@@ -188,7 +188,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
                     state.label()
                 )));
             }
-            snapshots::take(&segment)
+            snapshots::take(&segment)?
         }
     };
     let baseline = args.baseline.as_deref().map(snapshots::load).transpose()?;

@@ -75,9 +75,9 @@ pub fn run(args: &DiffArgs, out: &mut dyn Write) -> CliResult<i32> {
         (Some(b), Some(a)) => (snapshots::load(b)?, snapshots::load(a)?),
         _ => {
             let segment = snapshots::open_segment(&args.target)?;
-            let before = snapshots::take(&segment);
+            let before = snapshots::take(&segment)?;
             std::thread::sleep(args.interval);
-            (before, snapshots::take(&segment))
+            (before, snapshots::take(&segment)?)
         }
     };
     let mut diffs = compare(&before, &after);

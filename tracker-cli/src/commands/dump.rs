@@ -12,7 +12,7 @@ use crate::snapshots;
 /// Runs `dump`.
 pub fn run(args: &DumpArgs, out: &mut dyn Write) -> CliResult<i32> {
     let segment = snapshots::open_segment(&args.target)?;
-    let mut snap = snapshots::take(&segment);
+    let mut snap = snapshots::take(&segment)?;
     let mut classes = snap.classes.clone();
     sort_classes(&mut classes, args.sort, args.reverse);
     select(&mut classes, args.filter.as_deref(), args.top);

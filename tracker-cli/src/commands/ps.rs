@@ -55,7 +55,10 @@ pub fn rows() -> Vec<PsRow> {
                     uptime_seconds: Some(now.saturating_sub(h.created_unix_ms) / 1000),
                     live: Some(snap.total_live()),
                     classes: Some(snap.classes.len()),
-                    state: writer_state(seg).label().to_string(),
+                    state: match seg.intact() {
+                        Ok(()) => writer_state(seg).label().to_string(),
+                        Err(_) => "shrank while read".to_string(),
+                    },
                     segment: entry.path.display().to_string(),
                 }
             }

@@ -117,7 +117,9 @@ fn event_loop(
         if let (Some(seg), Some(r)) = (&segment, &mut reader) {
             if Instant::now() >= next_refresh {
                 if !app.paused() {
-                    app.ingest(r.read(seg));
+                    // A segment that shrank under the reader ends the view
+                    // with its error (the terminal is restored by `run`).
+                    app.ingest(r.read(seg)?);
                 }
                 next_refresh = Instant::now() + interval;
             }

@@ -2,7 +2,8 @@
 
 use tracker_core::ClassSnapshot;
 use tracker_shm::{
-    monotonic_ns, writer_state, Event, EventCursor, HeaderInfo, History, Segment, WriterState,
+    monotonic_ns, writer_state, Event, EventCursor, HeaderInfo, History, ReadError, Segment,
+    WriterState,
 };
 
 /// Everything the view needs from one read of the segment.
@@ -38,10 +39,14 @@ impl Reader {
     }
 
     /// Reads one sample.
-    pub fn read(&mut self, segment: &Segment) -> Sample {
+    ///
+    /// # Errors
+    /// [`ReadError::Shrunk`] when the segment's file shrank while it was
+    /// read: the sample is discarded, and so is the segment.
+    pub fn read(&mut self, segment: &Segment) -> Result<Sample, ReadError> {
         let mut events = Vec::new();
         let lost = segment.poll_events(&mut self.cursor, &mut events);
-        Sample {
+        let sample = Sample {
             header: segment.header(),
             state: writer_state(segment),
             now_ns: monotonic_ns(),
@@ -49,6 +54,8 @@ impl Reader {
             history: segment.history(),
             events,
             lost,
-        }
+        };
+        segment.intact()?;
+        Ok(sample)
     }
 }
