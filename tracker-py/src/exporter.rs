@@ -102,16 +102,7 @@ impl PyShmTracker {
         };
         let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
         if let Some(problem) = shm.take_problem_report() {
-            let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-            PyErr::warn(
-                py,
-                &warning,
-                &std::ffi::CString::new(format!(
-                    "pytracker: {problem}; counting continues in this process only"
-                ))
-                .unwrap_or_default(),
-                1,
-            )?;
+            warn_problem(py, &problem)?;
         }
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -158,12 +149,27 @@ pub(crate) fn _close_exporters(py: Python<'_>) {
 }
 
 /// In a forked child: gives every ShmTracker its own segment, with the
-/// counts inherited at the fork.
+/// counts it had at the fork. A segment that cannot be published is
+/// reported once, with a RuntimeWarning, as in the parent.
 #[pyfunction]
-pub(crate) fn _after_fork_child() {
-    live_trackers()
-        .iter()
-        .for_each(ShmTracker::reopen_after_fork);
+pub(crate) fn _after_fork_child(py: Python<'_>) -> PyResult<()> {
+    for tracker in live_trackers() {
+        if let Some(problem) = tracker.reopen_after_fork() {
+            warn_problem(py, &problem)?;
+        }
+    }
+    Ok(())
+}
+
+fn warn_problem(py: Python<'_>, problem: &str) -> PyResult<()> {
+    let warning = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+    let text = format!("pytracker: {problem}; counting continues in this process only");
+    PyErr::warn(
+        py,
+        &warning,
+        &std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default(),
+        1,
+    )
 }
 
 fn read_error(e: ReadError) -> PyErr {

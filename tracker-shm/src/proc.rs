@@ -7,6 +7,8 @@ use std::fs;
 pub(crate) struct ProcStat {
     /// Field 3: R, S, D, Z, T, ...
     pub(crate) state: char,
+    /// Field 20: threads in the process.
+    pub(crate) num_threads: u64,
     /// Field 22: start time in clock ticks since boot.
     pub(crate) start_time: u64,
 }
@@ -17,14 +19,35 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
-    // `rest` starts at field 3; field 22 is 19 further.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    // `rest` starts at field 3: field 20 is 17 further, field 22 two more.
+    let num_threads = fields.nth(16)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        num_threads,
+        start_time,
+    })
 }
 
 /// The stat of process `pid`, if it exists and can be read.
 pub(crate) fn stat(pid: u32) -> Option<ProcStat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Threads of this process that have not ended, if `/proc` can tell. (A
+/// main thread that ended while others run stays listed, as a zombie,
+/// until the last one ends: it is not counted.)
+pub(crate) fn own_running_threads() -> Option<usize> {
+    let mut n = 0;
+    for task in fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(text) = fs::read_to_string(task.path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        if parse_stat(&text).is_some_and(|s| s.state != 'Z' && s.state != 'X') {
+            n += 1;
+        }
+    }
+    Some(n)
 }
 
 /// The command line of process `pid`, arguments joined by spaces.
@@ -151,6 +174,7 @@ mod tests {
             parse_stat(text),
             Some(ProcStat {
                 state: 'S',
+                num_threads: 1,
                 start_time: 987654
             })
         );

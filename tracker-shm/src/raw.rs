@@ -252,7 +252,7 @@ impl ReadMap {
 pub(crate) enum WriteMap {
     /// The guard comes first: withdrawn before the mapping is unmapped.
     Shared(Guarded, #[allow(dead_code)] MmapRaw),
-    Private(#[allow(dead_code)] Box<[AtomicU64]>),
+    Private(#[allow(dead_code)] memmap2::MmapMut),
 }
 
 impl WriteMap {
@@ -277,13 +277,14 @@ impl WriteMap {
         }
     }
 
-    /// `len` bytes (a multiple of 8) of private zeroed memory.
-    pub(crate) fn private(len: usize) -> (WriteMap, WriteView) {
-        let words: Box<[AtomicU64]> = (0..len / 8).map(|_| AtomicU64::new(0)).collect();
-        // SAFETY: 8-aligned, `len` bytes, accessed only atomically, owned by
-        // the returned `WriteMap` kept next to the view.
-        let view = unsafe { WriteView::new(words.as_ptr() as *mut u8, len) };
-        (WriteMap::Private(words), view)
+    /// `len` bytes (a multiple of 8) of private zeroed memory: anonymous
+    /// pages, so only those written to take memory.
+    pub(crate) fn private(len: usize) -> io::Result<(WriteMap, WriteView)> {
+        let mut map = MmapOptions::new().len(len.max(8)).map_anon()?;
+        // SAFETY: page-aligned, `len` bytes, accessed only atomically, owned
+        // by the returned `WriteMap` kept next to the view.
+        let view = unsafe { WriteView::new(map.as_mut_ptr(), len) };
+        Ok((WriteMap::Private(map), view))
     }
 }
 

@@ -146,6 +146,16 @@ pub(crate) fn watch_forks() -> u64 {
     fork_generation()
 }
 
+/// Registers fork handlers (`pthread_atfork`). Registered after
+/// [`watch_forks`]'s, so in a child the generation is bumped before
+/// `child` runs.
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    watch_forks();
+    // SAFETY: registers plain function pointers; their own safety in a
+    // forked child is argued where they are defined.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
 /// How many forks since [`watch_forks`] was first called.
 #[inline]
 pub(crate) fn fork_generation() -> u64 {

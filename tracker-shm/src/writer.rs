@@ -80,9 +80,15 @@ struct Region {
     generation: u64,
     backing: Backing,
     problem: Option<String>,
+    /// A private copy taken at a fork, counting in the child until the
+    /// child publishes a segment of its own (see the fork protocol below).
+    forked_image: bool,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// How often the sampler checks whether it is the process's last thread.
+const LAST_THREAD_CHECK: Duration = Duration::from_millis(100);
 
 /// A writer's sampler prunes segments of exited processes every this many
 /// samples (every minute with the default period of one second).
@@ -95,7 +101,7 @@ impl Region {
         } else {
             0
         };
-        let geo = Geometry::new(options.class_capacity, ring, options.history_capacity);
+        let mut geo = Geometry::new(options.class_capacity, ring, options.history_capacity);
         let (backing, view, problem) = match create_file(options, &geo) {
             Ok((map, view, file, path, warning)) => {
                 let backing = Backing::File {
@@ -105,18 +111,34 @@ impl Region {
                 };
                 (backing, view, warning)
             }
-            Err(e) => {
-                let (map, view) = WriteMap::private(geo.total_size as usize);
-                (Backing::Private(map), view, Some(e.to_string()))
-            }
+            Err(e) => match WriteMap::private(geo.total_size as usize) {
+                Ok((map, view)) => (Backing::Private(map), view, Some(e.to_string())),
+                Err(oom) => {
+                    // Not even private memory of that size: the smallest
+                    // geometry, everything folded into the overflow slot.
+                    geo = Geometry::new(2, 0, 1);
+                    let (map, view) =
+                        WriteMap::private(geo.total_size as usize).unwrap_or_else(|_| {
+                            std::alloc::handle_alloc_error(std::alloc::Layout::new::<[u64; 1024]>())
+                        });
+                    (
+                        Backing::Private(map),
+                        view,
+                        Some(format!(
+                            "{e}; and cannot allocate private counters either: {oom}"
+                        )),
+                    )
+                }
+            },
         };
         let region = Region {
             view,
             geo,
-            events: options.events,
+            events: options.events && geo.ring_capacity > 0,
             generation,
             backing,
             problem: None,
+            forked_image: false,
         };
         region.init_header(options);
         let Region { backing, .. } = &region;
@@ -221,11 +243,15 @@ impl Region {
 
     /// Copies class slots, header counts and history from `old` (the
     /// parent's segment, seen from a forked child).
+    /// Copies `old`'s classes (the claimed slots and the overflow slot:
+    /// names, counters, history) and counts into this region, which has
+    /// the same geometry.
     fn copy_from(&self, old: &Region) {
         let (o, n) = (old.view.reader(), &self.view);
-        let slots = old.geo.class_capacity.min(self.geo.class_capacity);
+        let capacity = old.geo.class_capacity.min(self.geo.class_capacity);
+        let used = o.u64(header::CLASS_COUNT).unwrap_or(0).min(capacity - 1);
         let slot_size = old.geo.class_slot_size.min(self.geo.class_slot_size);
-        for i in 0..slots {
+        for i in (0..used).chain([capacity - 1]) {
             let (from, to) = (old.geo.class_slot(i), self.geo.class_slot(i));
             for w in (0..slot_size).step_by(8) {
                 n.word(to + w).store(o.u64(from + w).unwrap_or(0), Relaxed);
@@ -263,6 +289,24 @@ impl Region {
             )),
             _ => None,
         }
+    }
+
+    /// A private copy of this region's classes and counts, for the child
+    /// of a fork about to happen (whose fork generation is `generation`).
+    /// Only the pages of claimed slots are touched.
+    fn image(&self, generation: u64) -> Option<Region> {
+        let (map, view) = WriteMap::private(self.geo.total_size as usize).ok()?;
+        let image = Region {
+            view,
+            geo: self.geo,
+            events: self.events,
+            generation,
+            backing: Backing::Private(map),
+            problem: None,
+            forked_image: true,
+        };
+        image.copy_from(self);
+        Some(image)
     }
 
     /// Marks the segment closed and removes its file.
@@ -439,6 +483,7 @@ impl ShmTracker {
             reported: AtomicBool::new(false),
             damage_reported: AtomicBool::new(false),
         });
+        fork::register(&inner);
         let tracker = ShmTracker { inner };
         tracker.start_sampler();
         if !tracker.inner.options.sampler {
@@ -489,7 +534,19 @@ impl ShmTracker {
             .spawn(move || {
                 let mut next = Instant::now();
                 let mut samples: u64 = 0;
+                let mut checked = Instant::now();
                 while !flag.load(Relaxed) {
+                    // The sampler never keeps a process alive: when every
+                    // other thread has ended (a child forked from a thread
+                    // whose only thread returned, a main thread that
+                    // called pthread_exit), it ends too, and so does the
+                    // process.
+                    if checked.elapsed() >= LAST_THREAD_CHECK {
+                        checked = Instant::now();
+                        if crate::proc::own_running_threads() == Some(1) {
+                            break;
+                        }
+                    }
                     match weak.upgrade() {
                         Some(inner) => {
                             inner.sample();
@@ -549,15 +606,20 @@ impl ShmTracker {
     }
 
     /// In a process created by `fork()`: publishes a new segment for this
-    /// process, with the counts inherited at the fork, and lets go of the
-    /// parent's segment without writing to it. Until this is called, the
-    /// child's notifications are dropped. Does nothing in the process that
-    /// created the tracker.
-    pub fn reopen_after_fork(&self) {
+    /// process, with the counts it had at the fork and those it made since,
+    /// and lets go of the parent's segment without writing to it. Does
+    /// nothing in the process that created the tracker. Returns the new
+    /// segment's problem, if it has one (to be reported once, as at
+    /// creation).
+    ///
+    /// From the fork until this call, the child counts in a private copy
+    /// taken at the fork (see the fork protocol below); if no copy could be
+    /// taken, its notifications are dropped until this call.
+    pub fn reopen_after_fork(&self) -> Option<String> {
         let generation = sys::fork_generation();
         let old = self.inner.region.get();
-        if old.generation == generation {
-            return;
+        if old.generation == generation && !old.forked_image {
+            return None;
         }
         old.abandon();
         // The parent's sampler thread does not exist in the child.
@@ -568,8 +630,12 @@ impl ShmTracker {
         }
         let region = Region::create(&self.inner.options, generation);
         region.copy_from(old);
+        let problem = region.problem.clone();
         self.inner.region.replace(region);
+        self.inner.reported.store(problem.is_some(), Relaxed);
+        self.inner.damage_reported.store(false, Relaxed);
         self.start_sampler();
+        problem
     }
 
     #[inline(always)]
@@ -783,5 +849,88 @@ mod tests {
         assert_eq!(b, b"a");
         let mut b = b"abc".to_vec();
         assert!(!cut_utf8(&mut b, 3));
+    }
+}
+
+/// The fork protocol: a child's counts are exactly those of its parent at
+/// the fork, whatever the parent's other threads do meanwhile.
+///
+/// The segment is a shared mapping, so after `fork()` the child sees the
+/// parent's pages change as the parent's threads go on counting. Three
+/// `pthread_atfork` handlers fix the child's starting point:
+///
+/// * *prepare* (parent, in the forking thread, before the fork): for every
+///   live writer, [`Region::image`] copies the claimed slots and counts into
+///   private memory. A Python fork holds the GIL from here to the fork, so
+///   no Python object is created or destroyed in between: the image is the
+///   state at the fork.
+/// * *child* (child, right after the fork, before any Python code, even
+///   before the interpreter frees the frames of the threads that did not
+///   survive the fork): the fork generation is bumped by `sys` (registered
+///   first, so its handler runs first), then each writer's region is
+///   replaced by its image, so everything the child does from its first
+///   instruction is counted, privately, with no file touched.
+/// * *parent* (parent, after the fork): the images are dropped.
+///
+/// The child publishes a segment of its own later, from Python's
+/// `after_in_child` hook ([`ShmTracker::reopen_after_fork`]), copying the
+/// image. Locks: the registry and the pending images are locked normally
+/// in *prepare* (before the fork, where waiting is allowed) and only
+/// `try_lock`ed in *child*, where a lock held by a thread that did not
+/// survive the fork would never be released; a failed `try_lock` leaves
+/// that writer on the generation check alone (its notifications are
+/// dropped until it publishes).
+mod fork {
+    use std::sync::{Arc, Mutex, Once, Weak};
+
+    use super::{Inner, Region};
+    use crate::sys;
+
+    static WRITERS: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+    static IMAGES: Mutex<Vec<(Weak<Inner>, Region)>> = Mutex::new(Vec::new());
+
+    /// Makes `inner` part of the protocol (installing it once).
+    pub(super) fn register(inner: &Arc<Inner>) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| sys::at_fork(prepare, parent, child));
+        let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        writers.retain(|w| w.strong_count() > 0);
+        writers.push(Arc::downgrade(inner));
+    }
+
+    extern "C" fn prepare() {
+        let writers: Vec<Arc<Inner>> = WRITERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let next = sys::fork_generation() + 1;
+        let images: Vec<(Weak<Inner>, Region)> = writers
+            .iter()
+            .filter_map(|inner| {
+                let region = inner.region_for_writing()?;
+                Some((Arc::downgrade(inner), region.image(next)?))
+            })
+            .collect();
+        *IMAGES.lock().unwrap_or_else(|e| e.into_inner()) = images;
+    }
+
+    extern "C" fn parent() {
+        IMAGES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    extern "C" fn child() {
+        let Ok(mut images) = IMAGES.try_lock() else {
+            return;
+        };
+        for (weak, image) in images.drain(..) {
+            if let Some(inner) = weak.upgrade() {
+                if image.generation == sys::fork_generation() {
+                    inner.region.get().abandon();
+                    inner.region.replace(image);
+                }
+            }
+        }
     }
 }
