@@ -136,6 +136,17 @@ fn native_by_type<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a
     None
 }
 
+/// What a notification left for its caller.
+#[must_use]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Outcome {
+    /// Done (a tracker's ordinary exception went to `sys.unraisablehook`).
+    Done,
+    /// A Python tracker raised `KeyboardInterrupt` or `SystemExit` outside
+    /// a destructor: it is set, and the caller must let it propagate.
+    Interrupted,
+}
+
 /// Tells `tracker` that the new object `this`, of class `class` with serial
 /// `serial`, was attached to it: [`notify`] for the creation path, where
 /// the class and serial are already in registers.
@@ -149,15 +160,20 @@ pub(crate) unsafe fn notify_attached(
     tracker: *mut ffi::PyObject,
     class: tracker_core::ClassId,
     serial: tracker_core::Serial,
-) {
+) -> Outcome {
     match native(py, tracker) {
-        Some(native) => native.attached_serialized(class, serial),
+        Some(native) => {
+            native.attached_serialized(class, serial);
+            Outcome::Done
+        }
         // SAFETY: per the contract above.
         None => unsafe { notify_python(EventKind::Attached, this, tracker) },
     }
 }
 
-/// Tells `tracker` of `kind` for the object `this`.
+/// Tells `tracker` of `kind` for the object `this`. `Destroyed` is told
+/// from deallocation or the cycle collector, where nothing can propagate;
+/// the other kinds from a caller that can raise.
 ///
 /// # Safety
 /// GIL held; `this` a live Trackable; `tracker` a live object.
@@ -167,7 +183,7 @@ pub(crate) unsafe fn notify(
     kind: EventKind,
     this: *mut TrackableObject,
     tracker: *mut ffi::PyObject,
-) {
+) -> Outcome {
     if let Some(native) = native(py, tracker) {
         // SAFETY: per the contract above.
         if let Some(class) = unsafe { object::class_id(py, this) } {
@@ -181,7 +197,7 @@ pub(crate) unsafe fn notify(
                 _ => native.notify_serialized(kind, class, serial),
             }
         }
-        return;
+        return Outcome::Done;
     }
     // SAFETY: per the contract above.
     unsafe { notify_python(kind, this, tracker) }
@@ -189,9 +205,13 @@ pub(crate) unsafe fn notify(
 
 #[cold]
 #[inline(never)]
-unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *mut ffi::PyObject) {
+unsafe fn notify_python(
+    kind: EventKind,
+    this: *mut TrackableObject,
+    tracker: *mut ffi::PyObject,
+) -> Outcome {
     if SHUTTING_DOWN.load(Relaxed) {
-        return;
+        return Outcome::Done;
     }
     // SAFETY: GIL held; `this` and `tracker` live (caller's contract). Every
     // reference created here is released before returning; the pending
@@ -202,6 +222,7 @@ unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *m
         let pending = PendingError::take();
 
         let serial = ffi::PyLong_FromUnsignedLongLong(args.serial);
+        let mut outcome = Outcome::Done;
         if serial.is_null() {
             ffi::PyErr_WriteUnraisable(tracker);
         } else {
@@ -218,7 +239,7 @@ unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *m
             let result =
                 ffi::PyObject_VectorcallMethod(name, call.as_ptr(), call.len(), ptr::null_mut());
             if result.is_null() {
-                report_failure(tracker, name);
+                outcome = report_failure(kind, tracker, name);
             } else {
                 ffi::Py_DECREF(result);
             }
@@ -226,7 +247,12 @@ unsafe fn notify_python(kind: EventKind, this: *mut TrackableObject, tracker: *m
             ffi::Py_DECREF(bundle);
             ffi::Py_DECREF(serial);
         }
-        pending.restore();
+        match outcome {
+            Outcome::Done => pending.restore(),
+            // The interrupt replaces whatever was being raised before.
+            Outcome::Interrupted => pending.discard(),
+        }
+        outcome
     }
 }
 
@@ -262,6 +288,23 @@ impl PendingError {
         }
     }
 
+    /// Drops the taken exception (another one replaces it).
+    ///
+    /// # Safety
+    /// GIL held.
+    #[inline]
+    unsafe fn discard(self) {
+        // SAFETY: GIL held (contract); the references are ours to release.
+        unsafe {
+            #[cfg(Py_3_12)]
+            ffi::Py_XDECREF(self.exc);
+            #[cfg(not(Py_3_12))]
+            for p in self.parts {
+                ffi::Py_XDECREF(p);
+            }
+        }
+    }
+
     /// Sets the taken exception again (replacing any set since).
     ///
     /// # Safety
@@ -284,10 +327,18 @@ impl PendingError {
     }
 }
 
-/// A failed notification: silent if the tracker simply lacks the method,
-/// otherwise reported as unraisable.
+/// A failed notification: silent if the tracker simply lacks the method;
+/// `KeyboardInterrupt` and `SystemExit` propagate where the caller can
+/// raise (every kind but `Destroyed`), and inside a destructor a
+/// `KeyboardInterrupt` is delivered again as a fresh SIGINT (so Ctrl-C is
+/// never lost); anything else is reported as unraisable, as an exception
+/// in `__del__` is.
 #[cold]
-unsafe fn report_failure(tracker: *mut ffi::PyObject, name: *mut ffi::PyObject) {
+unsafe fn report_failure(
+    kind: EventKind,
+    tracker: *mut ffi::PyObject,
+    name: *mut ffi::PyObject,
+) -> Outcome {
     // SAFETY: GIL held, an exception is set, `tracker` and `name` are live.
     unsafe {
         if ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) != 0 {
@@ -296,10 +347,21 @@ unsafe fn report_failure(tracker: *mut ffi::PyObject, name: *mut ffi::PyObject) 
             pending.restore();
             if !has {
                 ffi::PyErr_Clear();
-                return;
+                return Outcome::Done;
             }
         }
+        let interrupt = ffi::PyErr_ExceptionMatches(ffi::PyExc_KeyboardInterrupt) != 0;
+        let exit = ffi::PyErr_ExceptionMatches(ffi::PyExc_SystemExit) != 0;
+        if (interrupt || exit) && kind != EventKind::Destroyed {
+            return Outcome::Interrupted;
+        }
+        if interrupt {
+            ffi::PyErr_Clear();
+            ffi::PyErr_SetInterrupt();
+            return Outcome::Done;
+        }
         ffi::PyErr_WriteUnraisable(tracker);
+        Outcome::Done
     }
 }
 

@@ -18,11 +18,11 @@ use crate::object::TrackableRef;
 pub(crate) fn set_tracker(slf: &Bound<'_, PyAny>, tracker: &Bound<'_, PyAny>) -> PyResult<()> {
     let this = TrackableRef::new(slf)?;
     if let Some(old) = this.take_tracker() {
-        this.notify(EventKind::Detached, &old);
+        this.notify(EventKind::Detached, &old)?;
     }
     if !tracker.is_none() {
         this.put_tracker(tracker);
-        this.notify(EventKind::Attached, tracker);
+        this.notify(EventKind::Attached, tracker)?;
     }
     Ok(())
 }
@@ -40,13 +40,13 @@ pub(crate) fn get_tracker<'py>(slf: &Bound<'py, PyAny>) -> PyResult<Option<Bound
 pub(crate) fn set_data_bundle(slf: &Bound<'_, PyAny>, bundle: &Bound<'_, PyAny>) -> PyResult<()> {
     let this = TrackableRef::new(slf)?;
     this.set_bundle(bundle);
-    notify_updated(&this);
-    Ok(())
+    notify_updated(&this)
 }
 
-fn notify_updated(this: &TrackableRef<'_, '_>) {
-    if let Some(tracker) = this.tracker() {
-        this.notify(EventKind::Updated, &tracker);
+fn notify_updated(this: &TrackableRef<'_, '_>) -> PyResult<()> {
+    match this.tracker() {
+        Some(tracker) => this.notify(EventKind::Updated, &tracker),
+        None => Ok(()),
     }
 }
 
@@ -148,8 +148,7 @@ pub(crate) fn setstate(slf: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) -> PyRe
             }
         }
     }
-    notify_updated(&this);
-    Ok(())
+    notify_updated(&this)
 }
 
 fn bad_state(state: &Bound<'_, PyAny>) -> PyErr {

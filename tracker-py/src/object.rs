@@ -223,6 +223,9 @@ unsafe extern "C" fn trackable_new(
         {
             return no_arguments_error(ty);
         }
+        if (*ty).tp_flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
+            return abstract_class_error(ty);
+        }
         let alloc = (*ty).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
         let obj = alloc(ty, 0);
         if obj.is_null() {
@@ -243,12 +246,63 @@ unsafe extern "C" fn trackable_new(
                     (*this).class = info.class.0;
                     ffi::Py_INCREF(tracker);
                     (*this).tracker = tracker;
-                    dispatch::notify_attached(py, this, tracker, info.class, (*this).serial);
+                    let outcome =
+                        dispatch::notify_attached(py, this, tracker, info.class, (*this).serial);
+                    if outcome == dispatch::Outcome::Interrupted {
+                        // The tracker was interrupted: no object, the
+                        // interrupt propagates from the constructor.
+                        interrupted_new(obj);
+                        return ptr::null_mut();
+                    }
                 }
                 _ => {}
             }
         }
         obj
+    }
+}
+
+/// Drops the object whose creation a tracker interrupted, keeping the
+/// interrupt set: its deallocation tells the tracker `Destroyed`, which
+/// must not replace the interrupt.
+#[cold]
+unsafe fn interrupted_new(obj: *mut ffi::PyObject) {
+    // SAFETY: GIL held; `obj` is the new reference tp_new made.
+    unsafe { ffi::Py_DECREF(obj) };
+}
+
+/// The error `object.__new__` gives for a class with abstract methods left
+/// (its wording differs between versions): made by `object.__new__`
+/// itself, which checks nothing else that could pass here.
+#[cold]
+unsafe fn abstract_class_error(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
+    // SAFETY: GIL held, `ty` a live type (caller's contract); the empty
+    // tuple is a new reference released below.
+    unsafe {
+        let args = ffi::PyTuple_New(0);
+        if args.is_null() {
+            return ptr::null_mut();
+        }
+        let new = ffi::PyBaseObject_Type.tp_new;
+        let obj = match new {
+            Some(f) => f(ty, args, ptr::null_mut()),
+            None => ptr::null_mut(),
+        };
+        ffi::Py_DECREF(args);
+        if !obj.is_null() {
+            // Not expected: the flag is set. Refuse anyway.
+            ffi::Py_DECREF(obj);
+            ffi::PyErr_SetString(
+                ffi::PyExc_TypeError,
+                c"Can't instantiate an abstract class".as_ptr(),
+            );
+        } else if ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_SetString(
+                ffi::PyExc_TypeError,
+                c"Can't instantiate an abstract class".as_ptr(),
+            );
+        }
+        ptr::null_mut()
     }
 }
 
@@ -275,15 +329,65 @@ unsafe fn class_of(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> Option<typecac
     .ok()
 }
 
+/// How deep plain `Trackable` deallocations may nest before the next ones
+/// are deferred (see [`trackable_dealloc`]).
+const DEALLOC_NESTING: u32 = 64;
+
+thread_local! {
+    /// Plain `Trackable` deallocations running on this thread.
+    static DEALLOC_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Deallocations deferred until the outermost one returns (objects with
+    /// no reference left, already untracked by the collector).
+    static DEFERRED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// `tp_dealloc`: tells the tracker, then frees. Also reached from subclass
 /// instances through CPython's `subtype_dealloc`, after it has cleared the
 /// subclass's dict and slots.
+///
+/// Freeing an object releases its bundle and tracker, which may be further
+/// Trackables whose deallocation nests inside this one: a chain of 300,000
+/// would overflow the C stack. For subclass instances CPython's
+/// `subtype_dealloc` already defers deep nests (its "trashcan"); plain
+/// `Trackable` instances get the same treatment here: past
+/// [`DEALLOC_NESTING`] nested deallocations on a thread, the object is put
+/// aside and freed by the outermost deallocation, in a loop.
 unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_dealloc with the GIL held on an object of a
     // Trackable (sub)type whose reference count reached zero.
     unsafe {
-        let ty = ffi::Py_TYPE(obj);
         ffi::PyObject_GC_UnTrack(obj as *mut c_void);
+        if ffi::Py_TYPE(obj) != trackable_type() {
+            dealloc_now(obj);
+            return;
+        }
+        let depth = DEALLOC_DEPTH.get();
+        if depth >= DEALLOC_NESTING {
+            DEFERRED.with_borrow_mut(|d| d.push(obj as usize));
+            return;
+        }
+        DEALLOC_DEPTH.set(depth + 1);
+        dealloc_now(obj);
+        if depth == 0 {
+            // The outermost deallocation frees what was put aside, each at
+            // depth 1, so their own nests are bounded the same way.
+            while let Some(next) = DEFERRED.with_borrow_mut(Vec::pop) {
+                dealloc_now(next as *mut ffi::PyObject);
+            }
+        }
+        DEALLOC_DEPTH.set(depth);
+    }
+}
+
+/// Tells the tracker, releases the fields and frees the memory of `obj`,
+/// already untracked by the cycle collector.
+///
+/// # Safety
+/// GIL held; `obj` a Trackable (sub)type instance with no reference left.
+unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
+    // SAFETY: per the contract above.
+    unsafe {
+        let ty = ffi::Py_TYPE(obj);
         let this = obj as *mut TrackableObject;
         // The list head is at the offset CPython reported at import (inside
         // the object before 3.12, in its pre-header since).
@@ -315,7 +419,8 @@ unsafe fn release_tracker(this: *mut TrackableObject, notify: bool) {
             return;
         }
         if notify {
-            dispatch::notify(
+            // Destroyed never propagates anything (see dispatch::notify).
+            let _ = dispatch::notify(
                 Python::assume_attached(),
                 EventKind::Destroyed,
                 this,
@@ -508,10 +613,18 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
     }
 
     /// Tells `tracker` of `kind` for this object.
-    pub(crate) fn notify(&self, kind: EventKind, tracker: &Bound<'py, PyAny>) {
+    /// Tells `tracker` of `kind`.
+    ///
+    /// # Errors
+    /// The `KeyboardInterrupt` or `SystemExit` a Python tracker raised.
+    pub(crate) fn notify(&self, kind: EventKind, tracker: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.obj.py();
         // SAFETY: GIL held (token in `obj`); `raw` is live; `tracker` is kept
         // alive by the caller's reference for the duration.
-        unsafe { dispatch::notify(self.obj.py(), kind, self.raw, tracker.as_ptr()) }
+        match unsafe { dispatch::notify(py, kind, self.raw, tracker.as_ptr()) } {
+            dispatch::Outcome::Done => Ok(()),
+            dispatch::Outcome::Interrupted => Err(PyErr::fetch(py)),
+        }
     }
 }
 
