@@ -21,8 +21,8 @@ create_exception!(
 );
 
 /// Bounds of ShmTracker's arguments (those of the segment format).
-const MAX_CLASSES: u64 = 1 << 20;
-const MAX_RING: u64 = 1 << 24;
+const MAX_CLASSES: u64 = tracker_shm::layout::MAX_CLASS_CAPACITY;
+const MAX_RING: u64 = tracker_shm::layout::MAX_RING_CAPACITY;
 
 /// `value` as a u64 if it lies in `lo..=hi`, else a ValueError naming the
 /// argument and its range.

@@ -17,6 +17,13 @@ pub const MINOR: u16 = 0;
 /// Bytes in the header region.
 pub const HEADER_SIZE: u64 = 4096;
 
+/// The most class slots a segment may have (overflow slot included). With
+/// [`MAX_RING_CAPACITY`] this bounds a segment to about 72 MiB, and so what
+/// a reader maps and holds.
+pub const MAX_CLASS_CAPACITY: u64 = 1 << 16;
+/// The most event slots a segment may have.
+pub const MAX_RING_CAPACITY: u64 = 1 << 20;
+
 /// Header field offsets.
 pub mod header {
     /// u64 [`super::MAGIC`].
@@ -183,11 +190,13 @@ impl Geometry {
     /// least two class slots, a power-of-two ring, at most
     /// [`HISTORY_MAX`] samples).
     pub fn new(class_capacity: u64, ring_capacity: u64, history_capacity: u64) -> Geometry {
-        let class_capacity = class_capacity.clamp(2, 1 << 20);
+        let class_capacity = class_capacity.clamp(2, MAX_CLASS_CAPACITY);
         let ring_capacity = if ring_capacity == 0 {
             0
         } else {
-            ring_capacity.clamp(16, 1 << 24).next_power_of_two()
+            ring_capacity
+                .clamp(16, MAX_RING_CAPACITY)
+                .next_power_of_two()
         };
         let history_capacity = history_capacity.clamp(1, HISTORY_MAX);
         let class_slot_size = class_slot_size(history_capacity);

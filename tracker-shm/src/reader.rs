@@ -279,11 +279,25 @@ fn validate(path: &Path, v: ReadView) -> Result<Geometry, ReadError> {
     let class_capacity = get(header::CLASS_CAPACITY)?;
     let ring_capacity = get(header::RING_CAPACITY)?;
     let history_capacity = get(header::HISTORY_CAPACITY)?;
-    if !(2..=1 << 20).contains(&class_capacity) {
-        return Err(corrupt(path, format!("class capacity {class_capacity}")));
+    if !(2..=layout::MAX_CLASS_CAPACITY).contains(&class_capacity) {
+        return Err(corrupt(
+            path,
+            format!(
+                "class capacity {class_capacity} (2 to {} allowed)",
+                layout::MAX_CLASS_CAPACITY
+            ),
+        ));
     }
-    if ring_capacity != 0 && (!ring_capacity.is_power_of_two() || ring_capacity > 1 << 24) {
-        return Err(corrupt(path, format!("ring capacity {ring_capacity}")));
+    if ring_capacity != 0
+        && (!ring_capacity.is_power_of_two() || ring_capacity > layout::MAX_RING_CAPACITY)
+    {
+        return Err(corrupt(
+            path,
+            format!(
+                "ring capacity {ring_capacity} (0, or a power of two up to {} allowed)",
+                layout::MAX_RING_CAPACITY
+            ),
+        ));
     }
     if !(1..=layout::HISTORY_MAX).contains(&history_capacity) {
         return Err(corrupt(
@@ -403,6 +417,34 @@ fn unique_names(records: &mut [(u32, ClassSnapshot)]) {
     }
 }
 
+/// The slots [`read_classes`] reports, without reading their names and
+/// counts.
+fn published_slots(v: ReadView, geo: &Geometry) -> Vec<u32> {
+    let used = v
+        .u64(header::CLASS_COUNT)
+        .unwrap_or(0)
+        .min(geo.class_capacity - 1);
+    let overflow = geo.class_capacity - 1;
+    (0..used)
+        .chain([overflow])
+        .filter(|&slot| {
+            let base = geo.class_slot(slot);
+            if v.u64(base + class::STATE) != Some(layout::SLOT_PUBLISHED) {
+                return false;
+            }
+            if slot != overflow {
+                return true;
+            }
+            let totals = v
+                .counters(base + class::COUNTERS)
+                .map(|c| c.totals())
+                .unwrap_or_default();
+            totals.created != 0 || totals.updated != 0
+        })
+        .map(|slot| slot as u32)
+        .collect()
+}
+
 /// One lifecycle event from the ring.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
@@ -501,7 +543,7 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
         h.times_ns.push(v.u64(at).unwrap_or(0));
         h.total_live.push(v.u64(at + 8).unwrap_or(0));
     }
-    for (slot, _) in read_classes(v, geo) {
+    for slot in published_slots(v, geo) {
         let base = geo.class_slot(u64::from(slot)) + class::HISTORY;
         let series = indices
             .iter()

@@ -196,7 +196,7 @@ impl App {
     }
 
     /// Takes in a new sample.
-    pub fn ingest(&mut self, s: Sample) {
+    pub fn ingest(&mut self, mut s: Sample) {
         let first = self.samples == 0;
         self.samples += 1;
         let dt = self
@@ -204,11 +204,9 @@ impl App {
             .as_ref()
             .map(|(t, _)| s.now_ns.saturating_sub(*t) as f64 / 1e9)
             .filter(|dt| *dt > 0.0);
-        let trends: HashMap<u32, &Vec<u32>> = s
-            .history
-            .per_class
-            .iter()
-            .map(|(slot, v)| (*slot, v))
+        // Moved, not copied: a segment may hold tens of thousands of classes.
+        let mut trends: HashMap<u32, Vec<u32>> = std::mem::take(&mut s.history.per_class)
+            .into_iter()
             .collect();
         let mut counts = HashMap::new();
         let (mut total_c, mut total_d) = (0.0, 0.0);
@@ -232,7 +230,7 @@ impl App {
                 total_c += cr;
                 total_d += dr;
                 counts.insert(*slot, (c.created, c.destroyed));
-                let trend = trends.get(slot).map(|v| v.to_vec()).unwrap_or_default();
+                let trend = trends.remove(slot).unwrap_or_default();
                 let change = (i128::from(c.live) - i128::from(base))
                     .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
                     as i64;
