@@ -163,3 +163,36 @@ proptest! {
         exercise(&bytes, "bytes");
     }
 }
+
+#[test]
+fn crafted_counters_saturate_and_say_so() {
+    use tracker_core::counter_words as w;
+    use tracker_shm::layout::{class, header};
+    let mut bytes = template().to_vec();
+    let word = |b: &[u8], off: u64| {
+        u64::from_le_bytes(b[off as usize..off as usize + 8].try_into().unwrap())
+    };
+    let class_offset = word(&bytes, header::CLASS_OFFSET);
+    let slot_size = word(&bytes, header::CLASS_SLOT_SIZE);
+    // Two classes whose lanes add up past 2^64, live objects included.
+    for slot in [0u64, 1] {
+        let counters = class_offset + slot * slot_size + class::COUNTERS;
+        for (lane_word, value) in [(w::CREATED_SHARED, u64::MAX - 5), (w::CREATED_SERIAL, 10)] {
+            let at = (counters + 8 * lane_word) as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    let path = scratch().join("saturated");
+    fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, table) = run(&["dump", "--path", p]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("18446744073709551615"), "{table}");
+    assert!(table.contains("warning: some counts overflowed"), "{table}");
+    let (_, json) = run(&["dump", "--path", p, "--format", "json"]);
+    let snap: tracker_core::Snapshot = serde_json::from_str(&json).unwrap();
+    assert!(snap.saturated());
+    assert_eq!(snap.total_live(), u64::MAX);
+    assert_eq!(snap.classes.iter().filter(|c| c.saturated).count(), 2);
+    let _ = fs::remove_file(&path);
+}
