@@ -61,8 +61,12 @@ def run(seconds, period=0.05):
 
 
 if __name__ == "__main__":
+    import signal
     import sys
 
+    # A process started in the background by a non-interactive shell
+    # inherits SIGINT ignored; the demo stops this one with SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run(float(sys.argv[1]) if len(sys.argv) > 1 else 3600)
     except KeyboardInterrupt:

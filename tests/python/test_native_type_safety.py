@@ -81,6 +81,9 @@ INTERRUPTING = """
     import signal, sys
     import pytracker
 
+    # As in an interactive program, whatever the test runner inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     class Interrupting(pytracker.Tracker):
         raising = None
         raising_in_destroy = None
