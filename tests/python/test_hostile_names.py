@@ -140,3 +140,23 @@ def test_leak_report_escapes_hostile_names():
     assert "app.evil\\x1b[2J\\nname: 1" in str(e.value)
     # The mapping still holds the real name.
     assert "app.evil\x1b[2J\nname" in e.value.leaks
+
+
+def test_top_shows_hostile_names_escaped(hostile_proc, tmp_path):
+    from test_top import Tmux
+    from tools import binary
+
+    tmux = Tmux(tmp_path)
+    try:
+        tmux.type("%s --pid %d" % (binary("pytracker-top"), hostile_proc), enter=True)
+        screen = tmux.wait_for(lambda s: "classes 11/11" in s)
+        for shown in ("\\x1b[2J", "\\x1b]0;pwned\\x07", "a\\nok: 1 rule(s) hold", "csi\\u{9b}2J",
+                      "rlo\\u{202e}txt.exe"):
+            assert shown in screen, shown
+        title = tmux.run("display-message", "-p", "-t", "t", "#{pane_title}").stdout
+        assert "pwned" not in title
+        tmux.key("q")
+        tmux.wait_for(lambda s: "classes 11/11" not in s)
+        assert tmux.stty_restored()
+    finally:
+        tmux.close()
