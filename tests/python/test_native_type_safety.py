@@ -172,3 +172,50 @@ def test_native_counts_follow_the_class_counted_at_creation():
         assert all(c["live"] == 0 for c in by_name.values()), by_name
     finally:
         pytracker.set_global_tracker(None)
+
+
+CTRL_C = """
+    import signal, sys
+    import pytracker
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    pytracker.set_global_tracker(pytracker.Tracker())  # the stock Python tracker
+    class Job(pytracker.Trackable):
+        pass
+    caught = 0
+    print("ready", flush=True)
+    while caught < 20:
+        try:
+            while True:
+                kept = [Job() for _ in range(50)]
+                del kept
+        except KeyboardInterrupt:
+            caught += 1
+            print("caught", caught, flush=True)
+"""
+
+
+def test_every_ctrl_c_reaches_a_program_using_the_stock_tracker():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CTRL_C)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        import select
+
+        for i in range(1, 21):
+            os.kill(p.pid, signal.SIGINT)
+            # Each press is answered before the next one is sent; a lost one
+            # is never answered.
+            ready, _, _ = select.select([p.stdout], [], [], 10)
+            assert ready, "Ctrl-C number %d was lost: %s" % (i, p.stderr.read() if p.poll() is not None else "")
+            assert p.stdout.readline().strip() == "caught %d" % i
+        assert p.wait(timeout=30) == 0
+        assert "Exception ignored" not in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
