@@ -361,6 +361,19 @@ unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
             dealloc_now(obj);
             return;
         }
+        dealloc_plain(obj);
+    }
+}
+
+/// [`trackable_dealloc`] for instances of `Trackable` itself, with the
+/// nesting bound.
+///
+/// # Safety
+/// As [`dealloc_now`].
+#[inline(never)]
+unsafe fn dealloc_plain(obj: *mut ffi::PyObject) {
+    // SAFETY: per the contract above.
+    unsafe {
         let depth = DEALLOC_DEPTH.get();
         if depth >= DEALLOC_NESTING {
             DEFERRED.with_borrow_mut(|d| d.push(obj as usize));
@@ -384,6 +397,7 @@ unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
 ///
 /// # Safety
 /// GIL held; `obj` a Trackable (sub)type instance with no reference left.
+#[inline(always)]
 unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
     // SAFETY: per the contract above.
     unsafe {
