@@ -128,6 +128,16 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     let ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec))? };
     let ty = ty.cast_into::<PyType>()?;
     assert_layout(&ty)?;
+    #[cfg(all(Py_3_11, not(Py_3_13)))]
+    {
+        // SAFETY: GIL held; a new reference, kept for the process's life.
+        let empty = unsafe { ffi::PyTuple_New(0) };
+        if empty.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        EMPTY_TUPLE.store(empty, Relaxed);
+        probe_cached_keys(py)?;
+    }
     // Keep one reference for the module's lifetime (the module holds another).
     TRACKABLE_TYPE.store(
         ty.clone().unbind().into_ptr() as *mut ffi::PyTypeObject,
@@ -223,11 +233,7 @@ unsafe extern "C" fn trackable_new(
         {
             return no_arguments_error(ty);
         }
-        if (*ty).tp_flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
-            return abstract_class_error(ty);
-        }
-        let alloc = (*ty).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
-        let obj = alloc(ty, 0);
+        let obj = allocate(ty);
         if obj.is_null() {
             return ptr::null_mut();
         }
@@ -260,6 +266,113 @@ unsafe extern "C" fn trackable_new(
         }
         obj
     }
+}
+
+/// A new, zero-filled instance of `ty`, or null with an exception set
+/// (an abstract class is refused as `object.__new__` refuses it).
+///
+/// Before 3.13, `object.__new__` also prepares the inline attribute values
+/// of a class whose instances have a managed `__dict__`
+/// (`_PyObject_InitializeDict`, which libpython does not export); without
+/// them, the first attribute an `__init__` sets allocates a whole dict
+/// (1.6x the instructions of a plain object with three attributes on
+/// 3.11). So there, instances are made by `object.__new__` itself, with no
+/// arguments (ours were checked by the caller). From 3.13 on, allocation
+/// prepares them.
+///
+/// # Safety
+/// GIL held; `ty` a live subtype of Trackable.
+#[inline(always)]
+unsafe fn allocate(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above.
+    unsafe {
+        #[cfg(all(Py_3_11, not(Py_3_13)))]
+        if has_instance_attributes(ty) {
+            return match ffi::PyBaseObject_Type.tp_new {
+                Some(object_new) => object_new(ty, EMPTY_TUPLE.load(Relaxed), ptr::null_mut()),
+                None => ptr::null_mut(),
+            };
+        }
+        if (*ty).tp_flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
+            return abstract_class_error(ty);
+        }
+        let alloc = (*ty).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        alloc(ty, 0)
+    }
+}
+
+/// The empty tuple, for `object.__new__` (one reference kept from import).
+#[cfg(all(Py_3_11, not(Py_3_13)))]
+static EMPTY_TUPLE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Where `dk_nentries` is in CPython 3.11's and 3.12's dict keys object
+/// (`Py_ssize_t dk_refcnt; uint8_t ×3; uint32_t dk_version; Py_ssize_t
+/// dk_usable; Py_ssize_t dk_nentries`), checked at import by
+/// [`probe_cached_keys`]; 0 when the check failed, which sends every
+/// managed-dict class through `object.__new__` (correct, a little slower
+/// for classes without attributes).
+#[cfg(all(Py_3_11, not(Py_3_13)))]
+static DK_NENTRIES_OFFSET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether instances of `ty` keep their attributes in a managed dict whose
+/// shared keys already hold some (the class's `__init__` sets attributes):
+/// those need their inline values prepared. A class whose instances never
+/// had an attribute is allocated directly, as before.
+///
+/// # Safety
+/// GIL held; `ty` a live heap subtype of Trackable.
+#[cfg(all(Py_3_11, not(Py_3_13)))]
+#[inline(always)]
+unsafe fn has_instance_attributes(ty: *mut ffi::PyTypeObject) -> bool {
+    // SAFETY: per the contract above; a heap type's object is a
+    // PyHeapTypeObject; the keys object, when set, is live while the type
+    // is, and the offset was validated at import.
+    unsafe {
+        if (*ty).tp_flags & ffi::Py_TPFLAGS_MANAGED_DICT == 0 {
+            return false;
+        }
+        let keys = (*(ty as *mut ffi::PyHeapTypeObject)).ht_cached_keys as *const u8;
+        if keys.is_null() {
+            return false; // no shared keys: nothing to prepare
+        }
+        match DK_NENTRIES_OFFSET.load(Relaxed) {
+            0 => true, // the layout probe failed: always prepare
+            offset => *(keys.add(offset) as *const isize) > 0,
+        }
+    }
+}
+
+/// Checks at import that `dk_nentries` is where [`DK_NENTRIES_OFFSET`]
+/// expects: a class whose `__init__` set three attributes on one instance
+/// must read 3 there, and a class without attributes 0.
+#[cfg(all(Py_3_11, not(Py_3_13)))]
+fn probe_cached_keys(py: Python<'_>) -> PyResult<()> {
+    const OFFSET: usize = 24;
+    let ns = pyo3::types::PyDict::new(py);
+    py.run(
+        c"class WithAttrs:\n    def __init__(self):\n        self.a = self.b = self.c = 1\nWithAttrs()\nclass Empty:\n    pass\nEmpty()\n",
+        Some(&ns),
+        None,
+    )?;
+    let read = |name: &str| -> PyResult<isize> {
+        let ty = ns.get_item(name)?.ok_or_else(|| {
+            pyo3::exceptions::PyImportError::new_err("pytracker: layout probe failed")
+        })?;
+        // SAFETY: a live heap type made just above; its cached keys, if
+        // any, are a dict keys object of at least OFFSET + 8 bytes.
+        Ok(unsafe {
+            let keys = (*(ty.as_ptr() as *mut ffi::PyHeapTypeObject)).ht_cached_keys as *const u8;
+            if keys.is_null() {
+                -1
+            } else {
+                *(keys.add(OFFSET) as *const isize)
+            }
+        })
+    };
+    if read("WithAttrs")? == 3 && read("Empty")? == 0 {
+        DK_NENTRIES_OFFSET.store(OFFSET, Relaxed);
+    }
+    Ok(())
 }
 
 /// Drops the object whose creation a tracker interrupted, keeping the
