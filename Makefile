@@ -18,7 +18,7 @@ help: ## list the targets
 $(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18"
+	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18" "ruff>=0.8,<1"
 	touch $@
 
 .PHONY: venv
@@ -43,9 +43,10 @@ test: build system-deps ## build, then run every test (cargo and pytest)
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/python -q -p no:cacheprovider
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: venv ## cargo fmt --check, clippy with warnings denied, ruff on the Python code
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check .
 
 .PHONY: demo
 demo: build ## run the built-in tracked workload and show its inventory

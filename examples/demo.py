@@ -48,7 +48,7 @@ def main():
             subprocess.run([tool("pytracker-top"), "--pid", str(proc.pid), "--interval", "500ms"])
             return
         print("pytracker demo: workload pid %d exports its inventory; no terminal, so dumps instead of pytracker-top\n" % proc.pid)
-        for i in range(3):
+        for _ in range(3):
             time.sleep(1.0)
             print("$ pytracker-cli dump --pid %d" % proc.pid)
             sys.stdout.flush()

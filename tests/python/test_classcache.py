@@ -10,8 +10,7 @@ import sys
 import weakref
 
 import pytracker
-from pytracker import Trackable
-from pytracker import _native
+from pytracker import Trackable, _native
 
 
 def slow_lookups():

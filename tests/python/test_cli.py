@@ -9,7 +9,6 @@ import signal
 import stat
 
 import pytest
-
 from tools import TrackedProcess, binary, run_tool
 
 

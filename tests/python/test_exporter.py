@@ -10,9 +10,9 @@ import textwrap
 import time
 
 import pytest
-
 import pytracker
 from tools import TrackedProcess
+
 
 @pytest.fixture
 def writer(shm_dir):

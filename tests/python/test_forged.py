@@ -11,7 +11,6 @@ import subprocess
 import tempfile
 
 import pytest
-
 from tools import TrackedProcess, binary, run_tool
 
 NOBODY = 65534
@@ -63,7 +62,8 @@ def test_root_refuses_segments_planted_by_another_user(shared_dir):
     try:
         victim.make("Order", 100, 50)
         (real,) = os.listdir(shared_dir)
-        data = bytearray(open(os.path.join(shared_dir, real), "rb").read())
+        with open(os.path.join(shared_dir, real), "rb") as f:
+            data = bytearray(f.read())
         # The forgery: the victim's own header (pid, start time), no classes,
         # and the newest creation time so that it would be preferred.
         struct.pack_into("<Q", data, CLASS_COUNT, 0)

@@ -105,7 +105,6 @@ def test_no_panic_reaches_python_from_the_public_api(shm_dir):
 
 def test_shm_tracker_arguments_are_range_checked():
     import pytest
-
     import pytracker
 
     for kw, bad in [("history_period", 1e20), ("history_period", 1e19), ("history_period", 0),

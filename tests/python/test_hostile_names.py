@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from tools import run_tool
 
 # (name given by the program, how a text output shows it): the same table as
@@ -133,9 +132,8 @@ def test_leak_report_escapes_hostile_names():
     import pytracker
 
     cls = type("evil\x1b[2J\nname", (pytracker.Trackable,), {"__module__": "app"})
-    with pytest.raises(pytracker.LeakError) as e:
-        with pytracker.leak_check():
-            kept = cls()  # noqa: F841
+    with pytest.raises(pytracker.LeakError) as e, pytracker.leak_check():
+        kept = cls()  # noqa: F841
     assert_safe(str(e.value))
     assert "app.evil\\x1b[2J\\nname: 1" in str(e.value)
     # The mapping still holds the real name.

@@ -4,7 +4,6 @@ both tools."""
 import json
 import os
 import subprocess
-import sys
 import venv
 
 from tools import REPO, TrackedProcess

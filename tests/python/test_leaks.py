@@ -1,7 +1,6 @@
 """leak_check and the pytest plugin (run with pytester)."""
 
 import pytest
-
 import pytracker
 from pytracker import Trackable
 
@@ -27,10 +26,9 @@ def test_leak_check_passes_when_everything_is_freed():
 
 
 def test_leak_check_names_class_count_and_serials():
-    with pytest.raises(pytracker.LeakError) as e:
-        with pytracker.leak_check():
-            _cache.extend(Conn() for _ in range(7))
-            _cache.append(Buf())
+    with pytest.raises(pytracker.LeakError) as e, pytracker.leak_check():
+        _cache.extend(Conn() for _ in range(7))
+        _cache.append(Buf())
     message = str(e.value)
     lines = message.splitlines()
     assert lines[0] == "8 Trackable objects left alive:"
@@ -50,9 +48,8 @@ def test_leak_check_allowances_and_cycles():
         del a
     assert sum(len(v) for v in check.leaks.values()) == 3
     del _cache[:]
-    with pytest.raises(pytracker.LeakError):
-        with pytracker.leak_check(max={"Conn": 1}):
-            _cache.extend([Conn(), Conn()])
+    with pytest.raises(pytracker.LeakError), pytracker.leak_check(max={"Conn": 1}):
+        _cache.extend([Conn(), Conn()])
     del _cache[:]
 
 

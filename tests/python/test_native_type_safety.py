@@ -6,7 +6,6 @@ import abc
 import textwrap
 
 import pytest
-
 import pytracker
 from conftest import run_python
 

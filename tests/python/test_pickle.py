@@ -4,7 +4,6 @@ import copy
 import pickle
 
 import pytest
-
 import pytracker
 from pytracker import Trackable
 

@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-
 from tools import TrackedProcess, binary, run_tool
 
 

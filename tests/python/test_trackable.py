@@ -6,11 +6,9 @@ import threading
 import weakref
 
 import pytest
-
 import pytracker
-from pytracker import Trackable
-
 from conftest import Recorder, run_python
+from pytracker import Trackable
 
 
 class Widget(Trackable):
@@ -86,7 +84,7 @@ def test_serials_unique_across_threads():
     allserials = [s for v in results.values() for s in v]
     assert len(set(allserials)) == 8 * per_thread
     for v in results.values():
-        assert all(a < b for a, b in zip(v, v[1:]))
+        assert all(a < b for a, b in zip(v, v[1:], strict=False))
 
 
 def test_counts_exact_with_many_threads():

@@ -8,7 +8,6 @@ import io
 import pickle
 
 import pytest
-
 import pytracker
 from pytracker import Trackable, TrackedType, Tracker
 

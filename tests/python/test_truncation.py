@@ -11,8 +11,6 @@ import textwrap
 import threading
 import time
 
-import pytest
-
 import pytracker
 from test_top import Tmux
 from tools import binary, run_tool

@@ -10,6 +10,8 @@ import atexit as _atexit
 import os as _os
 
 from . import _native
+from ._exporter import get_exporter, start_exporter
+from ._leaks import LeakError, leak_check
 from ._native import (
     CountingTracker,
     SegmentError,
@@ -20,8 +22,6 @@ from ._native import (
     set_global_tracker,
     version,
 )
-from ._exporter import get_exporter, start_exporter
-from ._leaks import LeakError, leak_check
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
 

@@ -68,7 +68,7 @@ def format_leaks(leaks, shown=5):
     return "\n".join(lines)
 
 
-class leak_check(object):
+class leak_check:
     """Context manager failing when Trackable objects created inside it are
     still alive at its end (after ``gc.collect()``).
 

@@ -4,12 +4,12 @@ is counted on each notification, the entry protocol (``_get_entry``,
 ``type_tracker``, ``track``/``untrack``) and the dump format."""
 
 import sys
-from typing import IO, Any, Dict, Optional, Tuple
+from typing import IO, Any
 
 __all__ = ["TrackerMixin", "TrackedType", "Tracker"]
 
 
-class TrackerMixin(object):
+class TrackerMixin:
     """The tracker protocol. Any object with these methods can be a tracker;
     a missing method means that notification is not wanted.
 
@@ -31,7 +31,7 @@ class TrackerMixin(object):
         """The object is being destroyed."""
 
 
-class TrackedType(object):
+class TrackedType:
     """One entry of a :class:`Tracker`: usually one class's objects.
 
     ``allocated`` counts the objects attached now, ``deallocated`` those
@@ -45,7 +45,7 @@ class TrackedType(object):
     objtype: Any = None
     allocated: int = 0
     deallocated: int = 0
-    objects: Optional[Dict[int, Any]] = None
+    objects: dict[int, Any] | None = None
 
     def __init__(self, objtype: Any = None) -> None:
         if objtype is not None:
@@ -75,7 +75,7 @@ class TrackedType(object):
         if self.objects is not None:
             self.objects.pop(serial, None)
 
-    def dump_objects(self, output: Optional[IO[str]] = None) -> None:
+    def dump_objects(self, output: IO[str] | None = None) -> None:
         """Writes one line per tracked object: its serial and its bundle
         (``str(bundle)``, or nothing for a false bundle such as ``None``)."""
         if output is None:
@@ -94,7 +94,7 @@ def _object_line(serial: int, bundle: Any) -> str:
     return "   obj#%-8d bundle:'%s'" % (serial, str(bundle) if bundle else "")
 
 
-def _with_change(value: int, previous: Optional[int]) -> str:
+def _with_change(value: int, previous: int | None) -> str:
     """``value``, followed by its change since the previous dump if it
     changed."""
     if previous is None or previous == value:
@@ -127,7 +127,7 @@ class Tracker(dict, TrackerMixin):  # type: ignore[type-arg]
         super().__init_subclass__(**kwargs)
         cls._plain_entries = cls._get_entry is Tracker._get_entry
 
-    def _get_entry(self, serial: Optional[int], objtype: Any, bundle: Any) -> Any:
+    def _get_entry(self, serial: int | None, objtype: Any, bundle: Any) -> Any:
         """The entry that counts this object: ``self[objtype.__name__]``,
         made with ``self.type_tracker()`` (then given ``objtype``) if new."""
         name = objtype.__name__
@@ -190,14 +190,14 @@ class Tracker(dict, TrackerMixin):  # type: ignore[type-arg]
         if entry.objects is not None:
             entry.objects = {}
 
-    def dump(self, output: Optional[IO[str]] = None) -> None:
+    def dump(self, output: IO[str] | None = None) -> None:
         """Write one line per entry, sorted by key, named after the entry's
         class, with a value's change since the previous dump in parentheses
         when it changed; after an entry with object tracking, one line per
         tracked object."""
         if output is None:
             output = sys.stdout
-        previous: Dict[Any, Tuple[int, int]] = self.__dict__.setdefault("_previous_dump", {})
+        previous: dict[Any, tuple[int, int]] = self.__dict__.setdefault("_previous_dump", {})
         try:
             keys = sorted(self)
         except TypeError:  # keys of mixed types
