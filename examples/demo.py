@@ -26,7 +26,14 @@ def tool(name):
 def start_workload():
     env = dict(os.environ, PYTRACKER_EXPORT="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import workload; workload.run(3600)"],
+        # Python's own SIGINT handler, which the demo uses to stop it: a
+        # process started in the background by a non-interactive shell
+        # inherits SIGINT ignored.
+        [
+            sys.executable,
+            "-c",
+            "import signal, workload; signal.signal(signal.SIGINT, signal.default_int_handler); workload.run(3600)",
+        ],
         cwd=HERE,
         env=env,
     )

@@ -268,3 +268,67 @@ def test_scenario_dump_after_each_step(tracker):
         "Widget                                   allocated: 0 (-3)       retired: 3 (+3)      ",
     ]
     assert out.getvalue().split("\n") == expected + [""]
+
+
+# The stock Tracker's native counting gives what the Python methods give
+
+
+def _workload(t):
+    pytracker.set_global_tracker(t)
+    try:
+        kept = [Widget() for _ in range(50)] + [Slotted() for _ in range(7)]
+        for w in kept[:10]:
+            w._set_tracker(None)
+        for w in kept[10:20]:
+            w._set_data_bundle("b")
+        del kept[25:]
+        gc.collect()
+        return {k: (e.allocated, e.deallocated) for k, e in t.items()}, kept
+    finally:
+        pytracker.set_global_tracker(None)
+
+
+def test_stock_tracker_counts_as_its_python_methods_do():
+    class PythonPath(Tracker):
+        def notify_attached(self, serial, objtype, bundle):
+            return Tracker.notify_attached(self, serial, objtype, bundle)
+
+        def notify_destroyed(self, serial, objtype, bundle):
+            return Tracker.notify_destroyed(self, serial, objtype, bundle)
+
+    stock, kept_a = _workload(Tracker())
+    python, kept_b = _workload(PythonPath())
+    assert stock == python == {"Widget": (15, 25), "Slotted": (0, 7)}
+
+
+def test_replaced_methods_and_unusual_entries_take_the_python_call():
+    calls = []
+    original = Tracker.notify_attached
+    Tracker.notify_attached = lambda self, s, o, b: calls.append("class")
+    try:
+        Widget()._set_tracker(Tracker())
+    finally:
+        Tracker.notify_attached = original
+    t = Tracker()
+    t.notify_attached = lambda s, o, b: calls.append("instance")
+    Widget()._set_tracker(t)
+    assert calls == ["class", "instance"]
+
+    t = Tracker()
+    w = Widget()
+    w._set_tracker(t)
+    t["Widget"].allocated = 1.5  # not an int: Python arithmetic decides
+    w2 = Widget()
+    w2._set_tracker(t)
+    assert t["Widget"].allocated == 2.5
+    del w2
+    assert (t["Widget"].allocated, t["Widget"].deallocated) == (1.5, 1)
+
+    class Entry(TrackedType):
+        pass
+
+    t = Tracker()
+    t["Widget"] = Entry(Widget)
+    w3 = Widget()
+    w3._set_tracker(t)
+    assert t["Widget"].allocated == 1

@@ -217,9 +217,13 @@ unsafe fn notify_python(
     // reference created here is released before returning; the pending
     // exception, if any, is fetched first and restored last.
     unsafe {
+        let pending = PendingError::take();
+        if crate::stock::try_count(kind, this, tracker) {
+            pending.restore();
+            return Outcome::Done;
+        }
         let args = object::notify_args(this);
         let name = METHOD_NAMES[usize::from(kind.code() - 1)].load(Relaxed);
-        let pending = PendingError::take();
 
         let serial = ffi::PyLong_FromUnsignedLongLong(args.serial);
         let mut outcome = Outcome::Done;

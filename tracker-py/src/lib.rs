@@ -15,6 +15,7 @@ mod exporter;
 mod gil;
 mod methods;
 mod object;
+mod stock;
 mod trackers;
 mod typecache;
 
@@ -150,5 +151,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(_typecache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(escape_control, m)?)?;
+    m.add_function(wrap_pyfunction!(stock::_register_stock_tracker, m)?)?;
     Ok(())
 }

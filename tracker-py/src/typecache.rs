@@ -176,7 +176,7 @@ fn slot(ty: usize) -> usize {
 
 /// The current version tag of `ty`, or 0 if it has no valid one.
 #[inline(always)]
-fn version_tag(ty: *mut ffi::PyTypeObject) -> u32 {
+pub(crate) fn version_tag(ty: *mut ffi::PyTypeObject) -> u32 {
     // SAFETY: `ty` is a live type object (callers); reading two plain fields
     // of it under the GIL races with nothing.
     let (flags, tag) = unsafe { ((*ty).tp_flags, (*ty).tp_version_tag) };
@@ -205,7 +205,7 @@ unsafe extern "C" {
 ///
 /// # Safety
 /// GIL held; `ty` a live type object.
-unsafe fn assign_tag(ty: *mut ffi::PyTypeObject) -> u32 {
+pub(crate) unsafe fn assign_tag(ty: *mut ffi::PyTypeObject) -> u32 {
     // SAFETY: per the contract above; neither call runs Python code.
     unsafe {
         #[cfg(Py_3_12)]

@@ -6,6 +6,8 @@ is counted on each notification, the entry protocol (``_get_entry``,
 import sys
 from typing import IO, Any
 
+from . import _native
+
 __all__ = ["TrackerMixin", "TrackedType", "Tracker"]
 
 
@@ -219,3 +221,10 @@ class Tracker(dict, TrackerMixin):  # type: ignore[type-arg]
             if entry.objects is not None:
                 lines.extend(_object_line(s, b) for s, b in sorted(entry.objects.items()))
         output.write("".join(line + "\n" for line in lines))
+
+
+# Notifications to a `Tracker` of exactly this class, with the stock
+# `notify_attached`/`notify_destroyed` in place, are counted by the extension
+# on these same objects when the entry is a plain TrackedType with object
+# tracking off; every other case makes the Python call above.
+_native._register_stock_tracker(Tracker, TrackedType)
