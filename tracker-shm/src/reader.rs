@@ -531,11 +531,26 @@ pub struct History {
     pub per_class: Vec<(u32, Vec<u32>)>,
 }
 
+/// The samples of a history ring of `cap` slots a reader may keep, as the
+/// range of sample numbers `first..end`: `head` read before copying, `head2`
+/// after. Sample `n` lives in slot `n % cap`. While the reader copies, the
+/// writer may be writing sample `head` (into the slot of sample `head -
+/// cap`), and if `head2 > head` it wrote samples up to `head2`: every sample
+/// whose slot it may have touched, `n <= head2 - cap`, is dropped. So the
+/// read starts at `head + 1 - cap` (the oldest slot is the one being
+/// rewritten next) and keeps from `head2 + 1 - cap`; before the ring is
+/// full nothing valid is dropped.
+pub(crate) fn history_window(head: u64, head2: u64, cap: u64) -> (u64, u64) {
+    let first = (head + 1).saturating_sub(cap);
+    let keep_from = (head2.max(head) + 1).saturating_sub(cap).max(first);
+    (keep_from.min(head), head)
+}
+
 fn read_history(v: ReadView, geo: &Geometry) -> History {
     let head = v.u64(header::HISTORY_HEAD).unwrap_or(0);
     fence(Acquire);
     let cap = geo.history_capacity;
-    let first = head.saturating_sub(cap);
+    let (first, _) = history_window(head, head, cap);
     let mut h = History::default();
     let indices: Vec<u64> = (first..head).map(|i| i % cap).collect();
     for &i in &indices {
@@ -554,10 +569,9 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
     // Drop samples the writer may have overwritten during the read.
     fence(Acquire);
     let head2 = v.u64(header::HISTORY_HEAD).unwrap_or(0);
-    let stale = (head2.saturating_sub(cap) + 1)
-        .saturating_sub(first)
-        .min(indices.len() as u64) as usize;
-    if head2 > head && stale > 0 {
+    let (keep_from, _) = history_window(head, head2, cap);
+    let stale = keep_from.saturating_sub(first).min(indices.len() as u64) as usize;
+    if stale > 0 {
         h.times_ns.drain(..stale);
         h.total_live.drain(..stale);
         for (_, s) in &mut h.per_class {
@@ -565,4 +579,30 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
         }
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::history_window;
+
+    #[test]
+    fn window_before_the_ring_is_full_keeps_every_sample() {
+        // 3 samples in 8 slots; the writer finished two more meanwhile.
+        assert_eq!(history_window(3, 3, 8), (0, 3));
+        assert_eq!(history_window(3, 5, 8), (0, 3));
+        // Up to the moment its next write reaches sample 0's slot.
+        assert_eq!(history_window(7, 7, 8), (0, 7));
+        assert_eq!(history_window(7, 8, 8), (1, 7));
+    }
+
+    #[test]
+    fn window_of_a_full_ring_skips_the_slot_being_rewritten() {
+        // 20 samples in 8 slots: 12..20 are there, but the writer may be
+        // writing sample 20 into sample 12's slot.
+        assert_eq!(history_window(20, 20, 8), (13, 20));
+        // It finished 20 and 21 and may be writing 22 (over 14).
+        assert_eq!(history_window(20, 22, 8), (15, 20));
+        // It lapped the reader: nothing is safe.
+        assert_eq!(history_window(20, 40, 8), (20, 20));
+    }
 }

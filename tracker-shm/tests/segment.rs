@@ -505,3 +505,76 @@ fn pruning_work_is_bounded_whatever_the_directory_holds() {
         started.elapsed()
     );
 }
+
+#[test]
+fn history_read_while_the_writer_samples_is_never_torn() {
+    let dir = TestDir::new("history-race");
+    let tracker = ShmTracker::new(ShmOptions {
+        history_capacity: 4,
+        ..dir.options()
+    });
+    let class = ClassId::named("race.History");
+    tracker.notify(EventKind::Attached, class, 1);
+    let segment = Segment::open(&tracker.path().unwrap()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (tracker, stop) = (tracker.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut serial = 2;
+            while !stop.load(Ordering::Relaxed) {
+                tracker.notify(EventKind::Attached, class, serial);
+                serial += 1;
+                tracker.sample();
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut reads = 0u64;
+    let mut full_reads = 0u64;
+    while std::time::Instant::now() < deadline {
+        let h = segment.history();
+        reads += 1;
+        // Every sample kept is whole: times strictly increase, and a class's
+        // live count never goes down (objects are only ever added).
+        assert!(
+            h.times_ns.windows(2).all(|w| w[0] < w[1]),
+            "{:?}",
+            h.times_ns
+        );
+        assert!(
+            h.total_live.windows(2).all(|w| w[0] <= w[1]),
+            "{:?}",
+            h.total_live
+        );
+        for (_, series) in &h.per_class {
+            assert_eq!(series.len(), h.times_ns.len());
+            assert!(series.windows(2).all(|w| w[0] <= w[1]), "{series:?}");
+        }
+        if h.times_ns.len() == 3 {
+            full_reads += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        reads > 1000 && full_reads > 0,
+        "{reads} reads, {full_reads} with a full window"
+    );
+}
+
+#[test]
+fn history_before_the_ring_is_full_keeps_every_sample() {
+    let dir = TestDir::new("history-partial");
+    let tracker = ShmTracker::new(ShmOptions {
+        history_capacity: 8,
+        ..dir.options()
+    });
+    tracker.notify(EventKind::Attached, ClassId::named("partial.C"), 1);
+    for _ in 0..3 {
+        tracker.sample();
+    }
+    let segment = Segment::open(&tracker.path().unwrap()).unwrap();
+    let h = segment.history();
+    assert_eq!(h.times_ns.len(), 3);
+    assert_eq!(h.total_live, vec![1, 1, 1]);
+}
