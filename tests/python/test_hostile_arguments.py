@@ -7,7 +7,7 @@ hang."""
 
 import textwrap
 
-from conftest import run_python
+from tools import run_python
 
 PROGRAM = textwrap.dedent(
     r"""

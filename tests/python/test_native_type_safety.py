@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 import pytracker
-from conftest import run_python
+from tools import run_python
 
 
 @pytest.mark.parametrize("link", ["bundle", "tracker"])

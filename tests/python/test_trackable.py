@@ -7,8 +7,8 @@ import weakref
 
 import pytest
 import pytracker
-from conftest import Recorder, run_python
 from pytracker import Trackable
+from tools import Recorder, run_python
 
 
 class Widget(Trackable):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytracker
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -109,3 +111,39 @@ class TrackedProcess:
 
 def have_tmux():
     return shutil.which("tmux") is not None
+
+
+class Recorder(pytracker.TrackerMixin):
+    """A tracker that records every notification."""
+
+    def __init__(self):
+        self.events = []
+
+    def notify_attached(self, serial, objtype, bundle):
+        self.events.append(("attached", serial, objtype, bundle))
+
+    def notify_detached(self, serial, objtype, bundle):
+        self.events.append(("detached", serial, objtype, bundle))
+
+    def notify_updated(self, serial, objtype, bundle):
+        self.events.append(("updated", serial, objtype, bundle))
+
+    def notify_destroyed(self, serial, objtype, bundle):
+        self.events.append(("destroyed", serial, objtype, bundle))
+
+    def kinds(self):
+        return [e[0] for e in self.events]
+
+
+def run_python(code, env=None, timeout=60):
+    """Runs ``code`` in a fresh interpreter of this virtualenv."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

@@ -273,8 +273,15 @@ fn sampler_thread_writes_history_and_heartbeat() {
     tracker.notify(EventKind::Attached, ClassId::named("smp.X"), 1);
     let seg = Segment::open(&tracker.path().unwrap()).unwrap();
     let h0 = seg.header().heartbeat_ns;
-    thread::sleep(Duration::from_millis(200));
-    let history = seg.history();
+    // Poll with a deadline rather than sleep a fixed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let history = loop {
+        let h = seg.history();
+        if h.times_ns.len() >= 3 || std::time::Instant::now() > deadline {
+            break h;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
     assert!(history.times_ns.len() >= 3, "{history:?}");
     assert!(history.times_ns.windows(2).all(|w| w[0] < w[1]));
     assert!(seg.header().heartbeat_ns > h0);
