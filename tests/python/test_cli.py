@@ -339,3 +339,13 @@ def test_top_refresh_interval_has_a_minimum():
     assert "at least 100ms" in r.stderr
     r = run_tool("pytracker-top", "--interval", "50ms")
     assert r.returncode == 2
+
+
+def test_diff_refuses_unsupported_formats_before_waiting(proc):
+    import time
+
+    started = time.monotonic()
+    r = cli("diff", "--pid", proc.pid, "--interval", "30s", "--format", "csv")
+    assert r.returncode == 2
+    assert "possible values: table, json" in r.stderr
+    assert time.monotonic() - started < 10, "it waited for the interval first"

@@ -67,6 +67,15 @@ pub enum Format {
     Openmetrics,
 }
 
+/// Output formats of `diff`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON list of per-class changes.
+    Json,
+}
+
 /// Sort keys for tables.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SortKey {
@@ -140,7 +149,7 @@ pub struct DiffArgs {
     pub interval: Duration,
     /// Output format (table or json).
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: DiffFormat,
     /// Also list classes that did not change.
     #[arg(long)]
     pub all: bool,
