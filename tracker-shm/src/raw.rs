@@ -171,12 +171,22 @@ impl WriteView {
 /// writer's region, which is replaced only in a forked child.
 pub(crate) struct LeakyCell<T> {
     ptr: std::sync::atomic::AtomicPtr<T>,
+    /// Owns `T`s; opts out of the `Send`/`Sync` an `AtomicPtr` would give
+    /// for any `T` (the impls below state the real requirements).
+    _owns: std::marker::PhantomData<*const T>,
 }
+
+// SAFETY: moving the cell to another thread moves its `T`s there.
+unsafe impl<T: Send> Send for LeakyCell<T> {}
+// SAFETY: `get` hands `&T` to any thread sharing the cell (`T: Sync`), and
+// `replace` installs a `T` made on another thread (`T: Send`).
+unsafe impl<T: Send + Sync> Sync for LeakyCell<T> {}
 
 impl<T> LeakyCell<T> {
     pub(crate) fn new(value: T) -> Self {
         LeakyCell {
             ptr: std::sync::atomic::AtomicPtr::new(Box::into_raw(Box::new(value))),
+            _owns: std::marker::PhantomData,
         }
     }
 
