@@ -40,6 +40,9 @@ build: venv ## build the Rust binaries and install pytracker into the virtualenv
 .PHONY: test
 test: build system-deps ## build, then run every test (cargo and pytest)
 	cargo test --release --workspace --exclude tracker-py
+	# Again with overflow checks and debug assertions (release builds wrap
+	# silently: a forged value must never get that far).
+	cargo test --workspace --exclude tracker-py
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/python -q -p no:cacheprovider
 
 .PHONY: lint

@@ -541,8 +541,13 @@ pub struct History {
 /// rewritten next) and keeps from `head2 + 1 - cap`; before the ring is
 /// full nothing valid is dropped.
 pub(crate) fn history_window(head: u64, head2: u64, cap: u64) -> (u64, u64) {
-    let first = (head + 1).saturating_sub(cap);
-    let keep_from = (head2.max(head) + 1).saturating_sub(cap).max(first);
+    // Saturating: a forged head may be anything.
+    let first = head.saturating_add(1).saturating_sub(cap);
+    let keep_from = head2
+        .max(head)
+        .saturating_add(1)
+        .saturating_sub(cap)
+        .max(first);
     (keep_from.min(head), head)
 }
 
@@ -604,5 +609,8 @@ mod tests {
         assert_eq!(history_window(20, 22, 8), (15, 20));
         // It lapped the reader: nothing is safe.
         assert_eq!(history_window(20, 40, 8), (20, 20));
+        // A forged head: at most a ring's worth, no overflow.
+        let (first, end) = history_window(u64::MAX, u64::MAX, 8);
+        assert!(end - first <= 8);
     }
 }
