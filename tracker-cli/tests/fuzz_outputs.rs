@@ -106,6 +106,33 @@ fn exercise(bytes: &[u8], name: &str) {
     }
     let (_, text) = run(&["diff", "--path", p, "--interval", "0s", "--all"]);
     assert_clean("diff", &text);
+    // pytracker-top's view of the same segment, table and detail pane.
+    if let Ok(seg) = tracker_shm::Segment::open(&path) {
+        let mut reader = tracker_cli::top::sample::Reader::new(&seg);
+        let mut app = tracker_cli::top::app::App::new(std::time::Duration::from_secs(1));
+        for _ in 0..2 {
+            if let Ok(sample) = reader.read(&seg) {
+                app.ingest(sample);
+            }
+        }
+        for detail in [false, true] {
+            if detail {
+                app.apply(tracker_cli::top::keys::Command::Open);
+            }
+            let mut term =
+                ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+            term.draw(|f| tracker_cli::top::view::draw(f, &app))
+                .unwrap();
+            let screen: String = term
+                .backend()
+                .buffer()
+                .content()
+                .iter()
+                .map(|c| c.symbol())
+                .collect();
+            assert_clean("top", &screen);
+        }
+    }
     if code == 0 {
         let s = snap_file.to_str().unwrap();
         for args in [
