@@ -128,7 +128,7 @@ pub(crate) fn create_type(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     let ty = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec))? };
     let ty = ty.cast_into::<PyType>()?;
     assert_layout(&ty)?;
-    #[cfg(all(Py_3_11, not(Py_3_14)))]
+    #[cfg(all(Py_3_11, not(Py_3_13)))]
     {
         // SAFETY: GIL held; a new reference, kept for the process's life.
         let empty = unsafe { ffi::PyTuple_New(0) };
@@ -271,15 +271,16 @@ unsafe extern "C" fn trackable_new(
 /// A new, zero-filled instance of `ty`, or null with an exception set
 /// (an abstract class is refused as `object.__new__` refuses it).
 ///
-/// Before 3.14, `object.__new__` also prepares the inline attribute values
-/// of a class whose instances have a managed `__dict__`
-/// (`_PyObject_InitializeDict`, `_PyObject_InitInlineValues` on 3.13; not
-/// exported by libpython); without them, the first attribute an `__init__`
-/// sets allocates a whole dict (1.6x the instructions of a plain object
-/// with three attributes on 3.11, 432 bytes instead of 105). So there,
-/// instances of such classes are made by `object.__new__` itself, with no
-/// arguments (ours were checked by the caller). From 3.14 on, allocation
-/// prepares them.
+/// On 3.11 and 3.12, `object.__new__` also prepares the inline attribute
+/// values of a class whose instances have a managed `__dict__`
+/// (`_PyObject_InitializeDict`, not exported by libpython); without them,
+/// the first attribute an `__init__` sets allocates a whole dict (1.6x the
+/// instructions of a plain object with three attributes on 3.11, 432 bytes
+/// instead of 105). So there, instances of such classes are made by
+/// `object.__new__` itself, with no arguments (ours were checked by the
+/// caller). From 3.13 on, CPython keeps attributes inline only for
+/// object-sized instances, which Trackable's are not: their attributes
+/// live in a dict of their own whoever allocates them.
 ///
 /// # Safety
 /// GIL held; `ty` a live subtype of Trackable.
@@ -287,7 +288,7 @@ unsafe extern "C" fn trackable_new(
 unsafe fn allocate(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
     // SAFETY: per the contract above.
     unsafe {
-        #[cfg(all(Py_3_11, not(Py_3_14)))]
+        #[cfg(all(Py_3_11, not(Py_3_13)))]
         if has_instance_attributes(ty) {
             return match ffi::PyBaseObject_Type.tp_new {
                 Some(object_new) => object_new(ty, EMPTY_TUPLE.load(Relaxed), ptr::null_mut()),
@@ -303,16 +304,16 @@ unsafe fn allocate(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
 }
 
 /// The empty tuple, for `object.__new__` (one reference kept from import).
-#[cfg(all(Py_3_11, not(Py_3_14)))]
+#[cfg(all(Py_3_11, not(Py_3_13)))]
 static EMPTY_TUPLE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Where `dk_nentries` is in CPython 3.11 to 3.13's dict keys object
+/// Where `dk_nentries` is in CPython 3.11's and 3.12's dict keys object
 /// (`Py_ssize_t dk_refcnt; uint8_t ×3; uint32_t dk_version; Py_ssize_t
 /// dk_usable; Py_ssize_t dk_nentries`), checked at import by
 /// [`probe_cached_keys`]; 0 when the check failed, which sends every
 /// managed-dict class through `object.__new__` (correct, a little slower
 /// for classes without attributes).
-#[cfg(all(Py_3_11, not(Py_3_14)))]
+#[cfg(all(Py_3_11, not(Py_3_13)))]
 static DK_NENTRIES_OFFSET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Whether instances of `ty` keep their attributes in a managed dict whose
@@ -322,7 +323,7 @@ static DK_NENTRIES_OFFSET: std::sync::atomic::AtomicUsize = std::sync::atomic::A
 ///
 /// # Safety
 /// GIL held; `ty` a live heap subtype of Trackable.
-#[cfg(all(Py_3_11, not(Py_3_14)))]
+#[cfg(all(Py_3_11, not(Py_3_13)))]
 #[inline(always)]
 unsafe fn has_instance_attributes(ty: *mut ffi::PyTypeObject) -> bool {
     // SAFETY: per the contract above; a heap type's object is a
@@ -346,7 +347,7 @@ unsafe fn has_instance_attributes(ty: *mut ffi::PyTypeObject) -> bool {
 /// Checks at import that `dk_nentries` is where [`DK_NENTRIES_OFFSET`]
 /// expects: a class whose `__init__` set three attributes on one instance
 /// must read 3 there, and a class without attributes 0.
-#[cfg(all(Py_3_11, not(Py_3_14)))]
+#[cfg(all(Py_3_11, not(Py_3_13)))]
 fn probe_cached_keys(py: Python<'_>) -> PyResult<()> {
     const OFFSET: usize = 24;
     let ns = pyo3::types::PyDict::new(py);
