@@ -278,9 +278,11 @@ unsafe extern "C" fn trackable_new(
 /// instructions of a plain object with three attributes on 3.11, 432 bytes
 /// instead of 105). So there, instances of such classes are made by
 /// `object.__new__` itself, with no arguments (ours were checked by the
-/// caller). From 3.13 on, CPython keeps attributes inline only for
-/// object-sized instances, which Trackable's are not: their attributes
-/// live in a dict of their own whoever allocates them.
+/// caller). CPython 3.13 keeps attributes inline only for object-sized
+/// instances, which Trackable's are not: there their attributes live in a
+/// dict of their own whoever allocates them (432 bytes per 3-attribute
+/// instance against 105). 3.14 and later prepare inline values in the
+/// allocator, for Trackable's instances too.
 ///
 /// # Safety
 /// GIL held; `ty` a live subtype of Trackable.
