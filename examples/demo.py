@@ -26,14 +26,7 @@ def tool(name):
 def start_workload():
     env = dict(os.environ, PYTRACKER_EXPORT="1")
     proc = subprocess.Popen(
-        # Python's own SIGINT handler, which the demo uses to stop it: a
-        # process started in the background by a non-interactive shell
-        # inherits SIGINT ignored.
-        [
-            sys.executable,
-            "-c",
-            "import signal, workload; signal.signal(signal.SIGINT, signal.default_int_handler); workload.run(3600)",
-        ],
+        [sys.executable, "-c", "import workload; workload.serve()"],
         cwd=HERE,
         env=env,
     )

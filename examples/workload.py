@@ -60,14 +60,20 @@ def run(seconds, period=0.05):
     return service
 
 
-if __name__ == "__main__":
+def serve(seconds=3600.0):
+    """Runs the service as its own process until SIGINT (or `seconds`)."""
     import signal
-    import sys
 
     # A process started in the background by a non-interactive shell
     # inherits SIGINT ignored; the demo stops this one with SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run(float(sys.argv[1]) if len(sys.argv) > 1 else 3600)
+        run(seconds)
     except KeyboardInterrupt:
         pass
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(float(sys.argv[1]) if len(sys.argv) > 1 else 3600)
