@@ -349,3 +349,32 @@ def test_diff_refuses_unsupported_formats_before_waiting(proc):
     assert r.returncode == 2
     assert "possible values: table, json" in r.stderr
     assert time.monotonic() - started < 10, "it waited for the interval first"
+
+
+def test_versions_and_shell_completions(tmp_path):
+    import shutil
+    import subprocess
+
+    import pytracker
+
+    assert cli("--version").stdout.strip() == "pytracker-cli %s" % pytracker.__version__
+    assert run_tool("pytracker-top", "--version").stdout.strip() == "pytracker-top %s" % pytracker.__version__
+    for tool in ("pytracker-cli", "pytracker-top"):
+        for shell in ("bash", "zsh", "fish"):
+            r = cli("completions", shell, "--tool", tool)
+            assert r.returncode == 0 and tool in r.stdout, (shell, tool)
+        script = tmp_path / ("%s.bash" % tool)
+        script.write_text(cli("completions", "bash", "--tool", tool).stdout)
+        assert shutil.which("bash")
+        # The bash script parses and registers a completion for the tool.
+        r = subprocess.run(["bash", "-c", 'source "$1" && complete -p %s' % tool, "bash", str(script)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and tool in r.stdout, r.stderr
+    # Completing a subcommand name offers the subcommands.
+    r = subprocess.run(
+        ["bash", "-c", 'source "$1"; COMP_WORDS=(pytracker-cli d); COMP_CWORD=1; COMP_LINE="pytracker-cli d"; '
+         'COMP_POINT=${#COMP_LINE}; f=$(complete -p pytracker-cli | sed -E "s/.*-F ([^ ]+).*/\\1/"); '
+         '"$f" pytracker-cli d pytracker-cli; echo "${COMPREPLY[@]}"',
+         "bash", str(tmp_path / "pytracker-cli.bash")],
+        capture_output=True, text=True)
+    assert "dump" in r.stdout.split() and "diff" in r.stdout.split(), r.stdout + r.stderr

@@ -43,6 +43,33 @@ pub enum Command {
     /// Remove segments whose writer is gone (dry run unless --yes).
     #[command(after_help = "Examples:\n  pytracker-cli clean\n  pytracker-cli clean --yes")]
     Clean(CleanArgs),
+    /// Print a shell completion script for pytracker-cli and pytracker-top.
+    #[command(
+        after_help = "Examples:\n  pytracker-cli completions bash > ~/.local/share/bash-completion/completions/pytracker-cli\n  pytracker-cli completions zsh > \"${fpath[1]}/_pytracker-cli\"\n  pytracker-cli completions fish > ~/.config/fish/completions/pytracker-cli.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+    /// The tool to complete (default: pytracker-cli).
+    #[arg(long, value_enum, default_value = "pytracker-cli")]
+    pub tool: CompletionTool,
+}
+
+/// The tools `completions` writes scripts for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionTool {
+    /// pytracker-cli.
+    #[value(name = "pytracker-cli")]
+    Cli,
+    /// pytracker-top.
+    #[value(name = "pytracker-top")]
+    Top,
 }
 
 /// Output formats of `ps`.

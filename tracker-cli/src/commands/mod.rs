@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod clean;
+pub mod completions;
 pub mod diff;
 pub mod dump;
 pub mod ps;

@@ -25,6 +25,8 @@ from ._native import (
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
 
+__version__: str = _native.__version__
+
 __all__ = [
     "CountingTracker",
     "LeakError",

@@ -7,6 +7,8 @@ from typing import Any, SupportsIndex, TextIO, final
 
 from typing_extensions import disjoint_base
 
+__version__: str
+
 __all__ = [
     "CountingTracker",
     "NativeTracker",
@@ -25,6 +27,7 @@ __all__ = [
     "_shutdown",
     "_typecache_stats",
     "escape_control",
+    "__version__",
     "_register_stock_tracker",
 ]
 
