@@ -409,11 +409,8 @@ unsafe fn abstract_class_error(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject
         if !obj.is_null() {
             // Not expected: the flag is set. Refuse anyway.
             ffi::Py_DECREF(obj);
-            ffi::PyErr_SetString(
-                ffi::PyExc_TypeError,
-                c"Can't instantiate an abstract class".as_ptr(),
-            );
-        } else if ffi::PyErr_Occurred().is_null() {
+        }
+        if ffi::PyErr_Occurred().is_null() {
             ffi::PyErr_SetString(
                 ffi::PyExc_TypeError,
                 c"Can't instantiate an abstract class".as_ptr(),

@@ -364,39 +364,32 @@ pub(crate) fn read_header(v: ReadView) -> HeaderInfo {
 }
 
 pub(crate) fn read_classes(v: ReadView, geo: &Geometry) -> Vec<(u32, ClassSnapshot)> {
-    let used = v
-        .u64(header::CLASS_COUNT)
-        .unwrap_or(0)
-        .min(geo.class_capacity - 1);
-    let overflow = geo.class_capacity - 1;
-    let mut out = Vec::with_capacity(used as usize + 1);
-    for slot in (0..used).chain([overflow]) {
-        let base = geo.class_slot(slot);
-        if v.u64(base + class::STATE) != Some(layout::SLOT_PUBLISHED) {
-            continue; // still being filled: its counts are not in use yet
-        }
-        fence(Acquire);
-        let flags = v.u64(base + class::FLAGS).unwrap_or(0);
-        let totals = v
-            .counters(base + class::COUNTERS)
-            .map(|c| c.totals())
-            .unwrap_or_default();
-        // Only the last slot is the overflow slot, whatever a flag says.
-        let is_overflow = slot == overflow && flags & layout::CLASS_OVERFLOW != 0;
-        if is_overflow && totals.created == 0 && totals.updated == 0 {
-            continue;
-        }
-        let name = read_string(
-            v,
-            base + class::NAME_LEN,
-            base + class::NAME,
-            class::NAME_MAX,
-        );
-        let mut rec = ClassSnapshot::from_totals(&name, &totals);
-        rec.name_truncated = flags & layout::CLASS_TRUNCATED != 0;
-        rec.overflow = is_overflow;
-        out.push((slot as u32, rec));
-    }
+    let mut out: Vec<(u32, ClassSnapshot)> = published_slots(v, geo)
+        .into_iter()
+        .map(
+            |PublishedSlot {
+                 slot,
+                 flags,
+                 overflow,
+             }| {
+                let base = geo.class_slot(u64::from(slot));
+                let totals = v
+                    .counters(base + class::COUNTERS)
+                    .map(|c| c.totals())
+                    .unwrap_or_default();
+                let name = read_string(
+                    v,
+                    base + class::NAME_LEN,
+                    base + class::NAME,
+                    class::NAME_MAX,
+                );
+                let mut rec = ClassSnapshot::from_totals(&name, &totals);
+                rec.name_truncated = flags & layout::CLASS_TRUNCATED != 0;
+                rec.overflow = overflow;
+                (slot, rec)
+            },
+        )
+        .collect();
     unique_names(&mut out);
     out
 }
@@ -417,32 +410,51 @@ fn unique_names(records: &mut [(u32, ClassSnapshot)]) {
     }
 }
 
-/// The slots [`read_classes`] reports, without reading their names and
-/// counts.
-fn published_slots(v: ReadView, geo: &Geometry) -> Vec<u32> {
+/// A class slot readers report.
+struct PublishedSlot {
+    slot: u32,
+    /// Its flags word.
+    flags: u64,
+    /// It is the overflow slot.
+    overflow: bool,
+}
+
+/// The class slots readers report: the claimed ones whose name is
+/// published, and the overflow slot once a class was folded into it. Each
+/// state load is followed by an `Acquire` fence, so what is read from a
+/// slot afterwards is at least what its writer published.
+fn published_slots(v: ReadView, geo: &Geometry) -> Vec<PublishedSlot> {
     let used = v
         .u64(header::CLASS_COUNT)
         .unwrap_or(0)
         .min(geo.class_capacity - 1);
-    let overflow = geo.class_capacity - 1;
-    (0..used)
-        .chain([overflow])
-        .filter(|&slot| {
-            let base = geo.class_slot(slot);
-            if v.u64(base + class::STATE) != Some(layout::SLOT_PUBLISHED) {
-                return false;
-            }
-            if slot != overflow {
-                return true;
-            }
+    let last = geo.class_capacity - 1;
+    let mut out = Vec::with_capacity(used as usize + 1);
+    for slot in (0..used).chain([last]) {
+        let base = geo.class_slot(slot);
+        if v.u64(base + class::STATE) != Some(layout::SLOT_PUBLISHED) {
+            continue; // still being filled: its counts are not in use yet
+        }
+        fence(Acquire);
+        let flags = v.u64(base + class::FLAGS).unwrap_or(0);
+        // Only the last slot is the overflow slot, whatever a flag says.
+        let overflow = slot == last && flags & layout::CLASS_OVERFLOW != 0;
+        if overflow {
             let totals = v
                 .counters(base + class::COUNTERS)
                 .map(|c| c.totals())
                 .unwrap_or_default();
-            totals.created != 0 || totals.updated != 0
-        })
-        .map(|slot| slot as u32)
-        .collect()
+            if totals.created == 0 && totals.updated == 0 {
+                continue;
+            }
+        }
+        out.push(PublishedSlot {
+            slot: slot as u32,
+            flags,
+            overflow,
+        });
+    }
+    out
 }
 
 /// One lifecycle event from the ring.
@@ -563,7 +575,7 @@ fn read_history(v: ReadView, geo: &Geometry) -> History {
         h.times_ns.push(v.u64(at).unwrap_or(0));
         h.total_live.push(v.u64(at + 8).unwrap_or(0));
     }
-    for slot in published_slots(v, geo) {
+    for PublishedSlot { slot, .. } in published_slots(v, geo) {
         let base = geo.class_slot(u64::from(slot)) + class::HISTORY;
         let series = indices
             .iter()
