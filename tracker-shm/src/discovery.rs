@@ -19,13 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::ReadError;
-use crate::reader::{HeaderInfo, Segment};
-use crate::writer::{memory_backed_directories, FILE_PREFIX};
+use crate::header::HeaderInfo;
+use crate::naming::{pid_from_name, search_directories, uid_from_name, SegmentName};
+use crate::segment::Segment;
 use crate::{layout, proc, sys};
-
-/// The environment variable naming the segment directory, for writers and
-/// readers alike (overrides the default search).
-pub const DIR_ENV: &str = "PYTRACKER_DIR";
 
 /// The state of a segment's writer.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
@@ -152,19 +149,6 @@ fn state_without_lock(header: &HeaderInfo) -> WriterState {
     }
 }
 
-/// The directories readers search, in order: `$PYTRACKER_DIR` alone when
-/// it is set, else the memory-backed directories and the temporary
-/// directory (where writers fall back to).
-pub fn search_directories() -> Vec<PathBuf> {
-    if let Some(d) = std::env::var_os(DIR_ENV) {
-        return vec![PathBuf::from(d)];
-    }
-    let mut dirs = memory_backed_directories();
-    dirs.push(std::env::temp_dir());
-    dirs.dedup();
-    dirs
-}
-
 /// One segment found on the machine.
 #[derive(Debug)]
 pub struct SegmentEntry {
@@ -194,28 +178,6 @@ impl SegmentEntry {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-/// The uid encoded in a segment file name, if it is one.
-pub fn uid_from_name(name: &str) -> Option<u32> {
-    pid_from_name(name)?;
-    name.strip_prefix(FILE_PREFIX)?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The pid encoded in a segment file name
-/// (`pytracker-<uid>-<pid>-<start>-<n>`), if it is one.
-pub fn pid_from_name(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(FILE_PREFIX)?;
-    let mut parts = rest.split('-');
-    let _uid: u32 = parts.next()?.parse().ok()?;
-    let pid = parts.next()?.parse().ok()?;
-    let _start: u64 = parts.next()?.parse().ok()?;
-    let _seq: u64 = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(pid)
 }
 
 /// Every segment in `dirs`, sorted by pid then path.
@@ -286,7 +248,7 @@ pub struct PruneReport {
 pub fn prune_exited(dir: &Path, keep: usize) -> PruneReport {
     use std::os::unix::fs::MetadataExt;
     let me = sys::uid();
-    let own = format!("{FILE_PREFIX}{me}-");
+    let own = SegmentName::prefix_of_uid(me);
     let mut report = PruneReport::default();
     let Ok(entries) = fs::read_dir(dir) else {
         return report;
@@ -410,19 +372,5 @@ impl Target {
             Target::Pid(pid) => find_by_pid(*pid),
             Target::Path(path) => Segment::open(path),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert_eq!(pid_from_name("pytracker-1000-42-12345-0"), Some(42));
-        assert_eq!(pid_from_name("pytracker-1000-42-12345"), None);
-        assert_eq!(pid_from_name(".pytracker-1000-42-12345-0.tmp"), None);
-        assert_eq!(pid_from_name("pytracker-x-42-1-0"), None);
-        assert_eq!(pid_from_name("pytracker-1-42-1-0-9"), None);
     }
 }

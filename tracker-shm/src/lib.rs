@@ -31,25 +31,44 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+// The mapped region, and the naming and directory rules.
+mod leaky;
+mod mapping;
+mod naming;
+// One module per shared-memory protocol, each with both of its halves
+// (writer and reader) and the argument for its memory orderings.
+mod classes;
+mod header;
+mod history;
+mod ring;
+// The writer.
+mod options;
+mod region;
+mod tracker;
+// The reader.
 mod discovery;
+mod segment;
+// Support.
 mod error;
 mod fault;
 pub mod layout;
 mod proc;
-mod raw;
-mod reader;
 mod sys;
-mod writer;
 
 pub use discovery::{
-    find_by_pid, find_by_pid_in, list_segments, list_segments_in, pid_from_name, provenance,
-    prune_exited, search_directories, uid_from_name, writer_state, PruneReport, SegmentEntry,
-    Target, WriterState, DIR_ENV, PRUNE_MAX_ENTRIES, PRUNE_MAX_OPENED,
+    find_by_pid, find_by_pid_in, list_segments, list_segments_in, provenance, prune_exited,
+    writer_state, PruneReport, SegmentEntry, Target, WriterState, PRUNE_MAX_ENTRIES,
+    PRUNE_MAX_OPENED,
 };
 pub use error::{ReadError, WriteError};
-pub use reader::{Event, EventCursor, HeaderInfo, History, Segment, MAX_EVENTS_PER_POLL};
-pub use sys::{monotonic_ns, uid as effective_uid, user_name};
-pub use writer::{
-    choose_directory, memory_backed_directories, ShmOptions, ShmTracker, WeakShmTracker,
-    FILE_PREFIX,
+pub use header::HeaderInfo;
+pub use history::History;
+pub use naming::{
+    choose_directory, memory_backed_directories, pid_from_name, search_directories, uid_from_name,
+    SegmentName, DIR_ENV, FILE_PREFIX,
 };
+pub use options::ShmOptions;
+pub use ring::{Event, EventCursor, MAX_EVENTS_PER_POLL};
+pub use segment::Segment;
+pub use sys::{monotonic_ns, uid as effective_uid, user_name};
+pub use tracker::{ShmTracker, WeakShmTracker};

@@ -1,0 +1,44 @@
+//! [`ShmOptions`]: how a [`crate::ShmTracker`] publishes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a [`crate::ShmTracker`] publishes.
+#[derive(Clone, Debug)]
+pub struct ShmOptions {
+    /// Where the segment goes. `None`: `/dev/shm`, else `$XDG_RUNTIME_DIR`
+    /// (both memory-backed), else the temporary directory with a warning.
+    pub directory: Option<PathBuf>,
+    /// Class slots, the overflow slot included.
+    pub class_capacity: u64,
+    /// Event-ring slots (rounded up to a power of two).
+    pub ring_capacity: u64,
+    /// Record lifecycle events in the ring.
+    pub events: bool,
+    /// History samples kept (at most [`crate::layout::HISTORY_MAX`]).
+    pub history_capacity: u64,
+    /// Time between history samples and heartbeats.
+    pub history_period: Duration,
+    /// Run a sampler thread for history and heartbeat. Without it, call
+    /// [`crate::ShmTracker::sample`] yourself.
+    pub sampler: bool,
+    /// Segments of this user's exited processes kept in the directory (for
+    /// post-mortem reading); older ones are removed when a tracker starts,
+    /// so crashed or killed services do not fill `/dev/shm`.
+    pub keep_exited: usize,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        ShmOptions {
+            directory: None,
+            class_capacity: 4096,
+            ring_capacity: 65536,
+            events: true,
+            history_capacity: 64,
+            history_period: Duration::from_secs(1),
+            sampler: true,
+            keep_exited: 8,
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! [`Region`]: one writer's segment — its memory, geometry and file — from
+//! creation to removal.
+//!
+//! Creation builds the file under a temporary name, sizes and allocates
+//! it, takes the exclusive lock that tells readers the writer is alive,
+//! maps it, writes the header (see [`crate::header`]) and renames it into
+//! place. When any of that fails, the region counts in private memory
+//! instead and says why ([`Region::problem`]).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicU64, Ordering::*};
+use std::sync::Mutex;
+
+use tracker_core::ClassCounters;
+
+use crate::error::WriteError;
+use crate::layout::{header, Geometry, HEADER_SIZE};
+use crate::mapping::{WriteMap, WriteView};
+use crate::naming::{choose_directory, SegmentName};
+use crate::options::ShmOptions;
+use crate::{classes, proc, sys};
+
+/// A published segment's file: the open file whose exclusive lock says the
+/// writer is alive, and its path.
+struct Published {
+    file: Mutex<Option<File>>,
+    path: PathBuf,
+}
+
+/// One segment's memory and geometry.
+pub(crate) struct Region {
+    map: WriteMap,
+    pub(crate) geo: Geometry,
+    /// Events are recorded in the ring.
+    pub(crate) events: bool,
+    /// The fork generation (see `sys::fork_generation`) it belongs to.
+    pub(crate) generation: u64,
+    /// `None` when nothing could be published: counts are kept privately.
+    published: Option<Published>,
+    /// Why it is not published (or is somewhere unexpected).
+    pub(crate) problem: Option<String>,
+    /// A private copy taken at a fork, counting in the child until the
+    /// child publishes a segment of its own (see the tracker's fork
+    /// protocol).
+    pub(crate) forked_image: bool,
+}
+
+/// Segments this process created so far (the last part of their names).
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl Region {
+    /// Creates and publishes a segment for `options`, or private counters
+    /// when that fails.
+    pub(crate) fn create(options: &ShmOptions, generation: u64) -> Region {
+        let ring = if options.events {
+            options.ring_capacity
+        } else {
+            0
+        };
+        let mut geo = Geometry::new(options.class_capacity, ring, options.history_capacity);
+        let (map, published, mut problem, tmp) = match create_file(options, &geo) {
+            Ok(Created {
+                map,
+                file,
+                path,
+                tmp,
+                warning,
+            }) => {
+                let file = Mutex::new(Some(file));
+                (map, Some(Published { file, path }), warning, Some(tmp))
+            }
+            Err(e) => match WriteMap::private(geo.total_size as usize) {
+                Ok(map) => (map, None, Some(e.to_string()), None),
+                Err(oom) => {
+                    // Not even private memory of that size: the smallest
+                    // geometry, everything folded into the overflow slot.
+                    geo = Geometry::new(2, 0, 1);
+                    let map = WriteMap::private(geo.total_size as usize).unwrap_or_else(|_| {
+                        std::alloc::handle_alloc_error(std::alloc::Layout::new::<[u64; 1024]>())
+                    });
+                    let why = format!("{e}; and cannot allocate private counters either: {oom}");
+                    (map, None, Some(why), None)
+                }
+            },
+        };
+        let mut region = Region {
+            map,
+            geo,
+            events: options.events && geo.ring_capacity > 0,
+            generation,
+            published,
+            problem: None,
+            forked_image: false,
+        };
+        region.init_header(options);
+        if let (Some(Published { path, .. }), Some(tmp)) = (&region.published, tmp) {
+            if let Err(e) = fs::rename(&tmp, path) {
+                let _ = fs::remove_file(&tmp);
+                // Nothing was published: the path names no segment of ours
+                // (another process may own what is there), so the region
+                // forgets it and counts privately in the memory it has.
+                problem = Some(format!("cannot publish segment {}: {e}", path.display()));
+                region.published = None;
+            }
+        }
+        region.problem = problem;
+        region
+    }
+
+    /// The segment's memory, for as long as the region is borrowed.
+    #[inline(always)]
+    pub(crate) fn view(&self) -> WriteView<'_> {
+        self.map.view()
+    }
+
+    /// The counters of class slot `slot`.
+    #[inline(always)]
+    pub(crate) fn counters(&self, slot: u32) -> &ClassCounters {
+        classes::counters(self.view(), &self.geo, slot)
+    }
+
+    fn init_header(&self, options: &ShmOptions) {
+        let pid = sys::pid();
+        let mut cmdline = proc::cmdline(pid).into_bytes();
+        classes::cut_utf8(&mut cmdline, header::CMDLINE_MAX as usize);
+        let identity = crate::header::Identity {
+            pid,
+            start_time: proc::stat(pid).map_or(0, |s| s.start_time),
+            created_unix_ms: tracker_core::now_unix_ms(),
+            created_mono_ns: sys::monotonic_ns(),
+            cmdline: &cmdline,
+            boot_id: proc::boot_id(),
+            history_period_ms: options.history_period.as_millis() as u64,
+            events: self.events,
+        };
+        crate::header::write(self.view(), &self.geo, &identity);
+        classes::publish_overflow(self.view(), &self.geo);
+        crate::header::publish(self.view());
+    }
+
+    /// Copies `old`'s classes (the claimed slots and the overflow slot:
+    /// names, counters, history) and counts into this region, which has
+    /// the same geometry (a forked child's copy of its parent's segment).
+    pub(crate) fn copy_from(&self, old: &Region) {
+        let (o, n) = (old.view().reader(), self.view());
+        let capacity = old.geo.class_capacity.min(self.geo.class_capacity);
+        let used = o.u64(header::CLASS_COUNT).unwrap_or(0).min(capacity - 1);
+        let slot_size = old.geo.class_slot_size.min(self.geo.class_slot_size);
+        for i in (0..used).chain([capacity - 1]) {
+            let (from, to) = (old.geo.class_slot(i), self.geo.class_slot(i));
+            for w in (0..slot_size).step_by(8) {
+                n.word(to + w).store(o.u64(from + w).unwrap_or(0), Relaxed);
+            }
+        }
+        for f in [
+            header::CLASS_COUNT,
+            header::CLASSES_DROPPED,
+            header::NAMES_TRUNCATED,
+            header::HISTORY_HEAD,
+        ] {
+            n.word(f).store(o.u64(f).unwrap_or(0), Relaxed);
+        }
+        for w in (header::HISTORY_TOTALS..HEADER_SIZE).step_by(8) {
+            n.word(w).store(o.u64(w).unwrap_or(0), Relaxed);
+        }
+        fence(Release);
+    }
+
+    /// The published segment's path.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.published.as_ref().map(|p| p.path.as_path())
+    }
+
+    /// Why the segment no longer shows this process's counts, if its file
+    /// shrank under the mapping (see the `fault` module).
+    pub(crate) fn damage(&self) -> Option<String> {
+        let path = self.path()?;
+        self.map.damaged().then(|| {
+            format!(
+                "segment {} was truncated by another process: readers can no longer see this \
+                 process's counts, and the counts kept in the lost pages restarted from zero",
+                path.display()
+            )
+        })
+    }
+
+    /// A private copy of this region's classes and counts, for the child
+    /// of a fork about to happen (whose fork generation is `generation`).
+    /// Only the pages of claimed slots are touched.
+    pub(crate) fn image(&self, generation: u64) -> Option<Region> {
+        let map = WriteMap::private(self.geo.total_size as usize).ok()?;
+        let image = Region {
+            map,
+            geo: self.geo,
+            events: self.events,
+            generation,
+            published: None,
+            problem: None,
+            forked_image: true,
+        };
+        image.copy_from(self);
+        Some(image)
+    }
+
+    /// Marks the segment closed and removes its file.
+    pub(crate) fn close(&self) {
+        crate::header::close(self.view());
+        if let Some(Published { file, path }) = &self.published {
+            let _ = fs::remove_file(path);
+            if let Ok(mut f) = file.lock() {
+                f.take();
+            }
+        }
+    }
+
+    /// In a forked child: lets go of the parent's file without touching it.
+    pub(crate) fn abandon(&self) {
+        if let Some(Published { file, .. }) = &self.published {
+            // Closing our duplicate of the descriptor leaves the parent's
+            // lock in place (flock locks belong to the open file, which the
+            // parent still holds). try_lock: a thread that held the mutex
+            // at fork time does not exist here.
+            if let Ok(mut f) = file.try_lock() {
+                f.take();
+            }
+        }
+    }
+}
+
+/// A segment file built under its temporary name, not yet renamed.
+struct Created {
+    map: WriteMap,
+    file: File,
+    path: PathBuf,
+    tmp: PathBuf,
+    warning: Option<String>,
+}
+
+fn create_file(options: &ShmOptions, geo: &Geometry) -> Result<Created, WriteError> {
+    let (dir, warning) = choose_directory(options.directory.as_deref())?;
+    let pid = sys::pid();
+    let name = SegmentName {
+        uid: sys::uid(),
+        pid,
+        start_time: proc::stat(pid).map_or(0, |s| s.start_time),
+        seq: SEQUENCE.fetch_add(1, Relaxed),
+    };
+    let path = dir.join(name.to_string());
+    let tmp = name.temp_path(&dir);
+    let err = |source| WriteError::Create {
+        dir: dir.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(err)?;
+    let built = (|| {
+        file.set_len(geo.total_size)?;
+        sys::allocate(&file, geo.total_size)?;
+        sys::lock_exclusive(&file)?;
+        WriteMap::shared(&file, geo.total_size as usize)
+    })();
+    match built {
+        Ok(map) => Ok(Created {
+            map,
+            file,
+            path,
+            tmp,
+            warning,
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(err(e))
+        }
+    }
+}
