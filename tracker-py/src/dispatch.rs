@@ -11,13 +11,28 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use tracker_core::{EventKind, Tracker};
+use tracker_core::{ClassId, EventKind, Serial, Tracker};
 
 use crate::gil::GilCell;
-use crate::object::{self, TrackableObject};
+use crate::trackers::{NativeCore, NativeTracker};
+
+/// What a notification is about: plain values `object.rs` read from the
+/// object, so this module never reaches into one.
+#[derive(Clone, Copy)]
+pub(crate) struct Subject {
+    pub(crate) serial: Serial,
+    /// The object's class id; `None` when it could not be resolved (native
+    /// trackers are then not told).
+    pub(crate) class: Option<ClassId>,
+    /// The object's type (borrowed).
+    pub(crate) ty: *mut ffi::PyTypeObject,
+    /// The object's bundle (borrowed); null means `None`.
+    pub(crate) bundle: *mut ffi::PyObject,
+}
 
 /// Interned method names, indexed by `EventKind::code() - 1`.
 static METHOD_NAMES: [AtomicPtr<ffi::PyObject>; 4] = [const { AtomicPtr::new(ptr::null_mut()) }; 4];
@@ -40,36 +55,23 @@ pub(crate) fn shutdown() {
     SHUTTING_DOWN.store(true, Relaxed);
 }
 
-/// The native tracker behind `tracker`, if it is one.
-pub(crate) type NativeLookup =
-    for<'a> unsafe fn(Python<'a>, *mut ffi::PyObject) -> Option<&'a dyn Tracker>;
+/// The native tracker types (exact types, as addresses), set once at
+/// import: objects of exactly one of these types are told in Rust.
+static NATIVE_TYPES: OnceLock<Box<[usize]>> = OnceLock::new();
 
-/// Registered native tracker types with their lookup functions.
-static NATIVE: [(AtomicPtr<ffi::PyTypeObject>, AtomicPtr<()>); 4] = [const {
-    (
-        AtomicPtr::new(ptr::null_mut()),
-        AtomicPtr::new(ptr::null_mut()),
-    )
-}; 4];
-
-/// Registers a native tracker type: objects of exactly this type are told
-/// through `lookup` instead of a Python call.
-pub(crate) fn register_native(ty: *mut ffi::PyTypeObject, lookup: NativeLookup) {
-    for (slot_ty, slot_fn) in &NATIVE {
-        if slot_ty.load(Relaxed).is_null() {
-            slot_fn.store(lookup as *mut (), Relaxed);
-            slot_ty.store(ty, Relaxed);
-            return;
-        }
-    }
-    panic!("more native tracker types than dispatch slots");
+/// Registers the native tracker types, all subclasses of [`NativeTracker`]
+/// (once, at import).
+pub(crate) fn register_native_types(types: &[*mut ffi::PyTypeObject]) {
+    let types: Box<[usize]> = types.iter().map(|&t| t as usize).collect();
+    let _ = NATIVE_TYPES.set(types);
 }
 
 /// The global tracker and, if it is native, its Rust side: most objects are
 /// attached to the global tracker, and this spares them the type dispatch.
-#[derive(Copy, Clone)]
+#[derive(Clone, Copy)]
 struct GlobalNative {
     tracker: *mut ffi::PyObject,
+    /// Points into the tracker [`GLOBAL_CORE`] keeps alive.
     native: Option<*const dyn Tracker>,
 }
 
@@ -82,58 +84,59 @@ static GLOBAL_NATIVE: GilCell<GlobalNative> = GilCell::new(GlobalNative {
     native: None,
 });
 
+/// Keeps the global native tracker alive while [`GLOBAL_NATIVE`] points
+/// into it.
+static GLOBAL_CORE: GilCell<Option<Arc<dyn NativeCore>>> = GilCell::new(None);
+
 /// Records the new global tracker (null for none). Called by
-/// `object::set_global_tracker` while it holds a strong reference to
-/// `tracker`, which keeps the cached native pointer valid until the next
-/// call.
+/// `object::set_global_tracker`.
 pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
-    let native = if tracker.is_null() {
+    let core = if tracker.is_null() {
         None
     } else {
-        native_by_type(py, tracker).map(|n| {
-            // SAFETY: only the lifetime is erased; the entry is used only
-            // while the global slot keeps `tracker` (and so `n`) alive.
-            unsafe {
-                std::mem::transmute::<&dyn Tracker, &'static dyn Tracker>(n) as *const dyn Tracker
-            }
-        })
+        native_core(py, tracker).map(Arc::clone)
     };
-    GLOBAL_NATIVE.with(py, |g| *g = GlobalNative { tracker, native });
+    let native = core
+        .as_deref()
+        .map(|c| c as &dyn Tracker as *const dyn Tracker);
+    // The new tracker is kept alive before the pointer to it is published,
+    // and the old one is dropped after the pointer to it is gone.
+    let old = GLOBAL_CORE.replace(py, core.clone());
+    GLOBAL_NATIVE.replace(py, GlobalNative { tracker, native });
+    drop(old);
 }
 
 #[inline(always)]
 fn native<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
-    let global = GLOBAL_NATIVE.with(py, |g| *g);
+    let global = GLOBAL_NATIVE.get(py);
     if global.tracker == tracker {
-        // SAFETY: the pointer was taken from the global tracker, which the
-        // global slot keeps alive until `set_global` replaces this entry.
+        // SAFETY: the pointer points into the tracker `GLOBAL_CORE` keeps
+        // alive until `set_global` replaces both; that takes Python code,
+        // which telling a native tracker never runs, so the reference is
+        // not used past it.
         return global.native.map(|n| unsafe { &*n });
     }
-    native_by_type(py, tracker)
+    native_core(py, tracker).map(|core| &**core as &dyn Tracker)
 }
 
+/// The Rust side of `tracker`, if its type is exactly a native tracker
+/// type.
 #[inline]
-fn native_by_type<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
-    // SAFETY: `tracker` is a live object (caller); reading its type is a
+fn native_core<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a Arc<dyn NativeCore>> {
+    // SAFETY: `tracker` is a live object (callers); reading its type is a
     // plain field load under the GIL.
-    let ty = unsafe { ffi::Py_TYPE(tracker) };
-    for (slot_ty, slot_fn) in &NATIVE {
-        let t = slot_ty.load(Relaxed);
-        if t.is_null() {
-            return None;
-        }
-        if t == ty {
-            // SAFETY: the pointer was stored from a `NativeLookup` in
-            // `register_native`, and it is only called on objects of exactly
-            // the type it was registered with.
-            return unsafe {
-                let lookup: NativeLookup =
-                    std::mem::transmute::<*mut (), NativeLookup>(slot_fn.load(Relaxed));
-                lookup(py, tracker)
-            };
-        }
+    let ty = unsafe { ffi::Py_TYPE(tracker) } as usize;
+    if !NATIVE_TYPES.get()?.contains(&ty) {
+        return None;
     }
-    None
+    // SAFETY: its type is one of the registered subclasses of
+    // `NativeTracker` (whose layout starts with the base's), and the
+    // caller keeps the object alive for `'a`.
+    let this = unsafe { pyo3::Borrowed::from_ptr(py, tracker).cast_unchecked::<NativeTracker>() };
+    let core: &Arc<dyn NativeCore> = this.get().core_arc();
+    // SAFETY: the `Arc` lives in the Python object, which the caller keeps
+    // alive for `'a`; only the borrow's lifetime is widened to it.
+    Some(unsafe { &*(core as *const Arc<dyn NativeCore>) })
 }
 
 /// What a notification left for its caller.
@@ -147,69 +150,38 @@ pub(crate) enum Outcome {
     Interrupted,
 }
 
-/// Tells `tracker` that the new object `this`, of class `class` with serial
-/// `serial`, was attached to it: [`notify`] for the creation path, where
-/// the class and serial are already in registers.
+/// Tells `tracker` of `kind` for the object described by `subject`.
+/// `Destroyed` is told from deallocation or the cycle collector, where
+/// nothing can propagate; the other kinds from a caller that can raise.
 ///
 /// # Safety
-/// GIL held; `this` a live Trackable; `tracker` a live object.
-#[inline(always)]
-pub(crate) unsafe fn notify_attached(
-    py: Python<'_>,
-    this: *mut TrackableObject,
-    tracker: *mut ffi::PyObject,
-    class: tracker_core::ClassId,
-    serial: tracker_core::Serial,
-) -> Outcome {
-    match native(py, tracker) {
-        Some(native) => {
-            native.attached_serialized(class, serial);
-            Outcome::Done
-        }
-        // SAFETY: per the contract above.
-        None => unsafe { notify_python(EventKind::Attached, this, tracker) },
-    }
-}
-
-/// Tells `tracker` of `kind` for the object `this`. `Destroyed` is told
-/// from deallocation or the cycle collector, where nothing can propagate;
-/// the other kinds from a caller that can raise.
-///
-/// # Safety
-/// GIL held; `this` a live Trackable; `tracker` a live object.
+/// GIL held; `subject` describes a live Trackable; `tracker` a live object.
 #[inline(always)]
 pub(crate) unsafe fn notify(
     py: Python<'_>,
     kind: EventKind,
-    this: *mut TrackableObject,
+    subject: &Subject,
     tracker: *mut ffi::PyObject,
 ) -> Outcome {
     if let Some(native) = native(py, tracker) {
-        // SAFETY: per the contract above.
-        if let Some(class) = unsafe { object::class_id(py, this) } {
-            // SAFETY: per the contract above.
-            let serial = unsafe { object::notify_args(this).serial };
+        if let Some(class) = subject.class {
             // The GIL serialises every call made from here. Creation and
             // destruction, the per-object pair, name their kind statically.
             match kind {
-                EventKind::Attached => native.attached_serialized(class, serial),
-                EventKind::Destroyed => native.destroyed_serialized(class, serial),
-                _ => native.notify_serialized(kind, class, serial),
+                EventKind::Attached => native.attached_serialized(class, subject.serial),
+                EventKind::Destroyed => native.destroyed_serialized(class, subject.serial),
+                _ => native.notify_serialized(kind, class, subject.serial),
             }
         }
         return Outcome::Done;
     }
     // SAFETY: per the contract above.
-    unsafe { notify_python(kind, this, tracker) }
+    unsafe { notify_python(kind, *subject, tracker) }
 }
 
 #[cold]
 #[inline(never)]
-unsafe fn notify_python(
-    kind: EventKind,
-    this: *mut TrackableObject,
-    tracker: *mut ffi::PyObject,
-) -> Outcome {
+unsafe fn notify_python(kind: EventKind, subject: Subject, tracker: *mut ffi::PyObject) -> Outcome {
     if SHUTTING_DOWN.load(Relaxed) {
         return Outcome::Done;
     }
@@ -218,28 +190,27 @@ unsafe fn notify_python(
     // exception, if any, is fetched first and restored last.
     unsafe {
         let pending = PendingError::take();
-        if crate::stock::try_count(kind, this, tracker) {
+        if crate::stock::try_count(kind, &subject, tracker) {
             pending.restore();
             return Outcome::Done;
         }
-        let args = object::notify_args(this);
         let name = METHOD_NAMES[usize::from(kind.code() - 1)].load(Relaxed);
 
-        let serial = ffi::PyLong_FromUnsignedLongLong(args.serial);
+        let serial = ffi::PyLong_FromUnsignedLongLong(subject.serial);
         let mut outcome = Outcome::Done;
         if serial.is_null() {
             ffi::PyErr_WriteUnraisable(tracker);
         } else {
-            let bundle = if args.bundle.is_null() {
+            let bundle = if subject.bundle.is_null() {
                 ffi::Py_None()
             } else {
-                args.bundle
+                subject.bundle
             };
             // Hold our own references for the call: tracker code may replace
             // the bundle or the tracker of the object.
             ffi::Py_INCREF(bundle);
             ffi::Py_INCREF(tracker);
-            let call = [tracker, serial, args.ty as *mut ffi::PyObject, bundle];
+            let call = [tracker, serial, subject.ty as *mut ffi::PyObject, bundle];
             let result =
                 ffi::PyObject_VectorcallMethod(name, call.as_ptr(), call.len(), ptr::null_mut());
             if result.is_null() {
@@ -367,24 +338,4 @@ unsafe fn report_failure(
         ffi::PyErr_WriteUnraisable(tracker);
         Outcome::Done
     }
-}
-
-/// Dispatch lookup for every subclass of [`NativeTracker`] (see
-/// `dispatch::register_native`).
-pub(crate) unsafe fn native_lookup<'a>(
-    py: Python<'a>,
-    obj: *mut pyo3::ffi::PyObject,
-) -> Option<&'a dyn Tracker> {
-    // SAFETY: dispatch calls this only for objects whose type is one of the
-    // registered subclasses of `NativeTracker` (whose layout starts with the
-    // base's), kept alive by the caller for at least `'a`.
-    let this = unsafe {
-        pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<crate::trackers::NativeTracker>()
-    };
-    let core: &dyn crate::trackers::NativeCore = this.get().core();
-    // SAFETY: the `Arc` lives as long as the Python object, which the caller
-    // keeps alive for `'a`; only the lifetime is extended.
-    let core: &'a dyn crate::trackers::NativeCore =
-        unsafe { &*(core as *const dyn crate::trackers::NativeCore) };
-    Some(core)
 }

@@ -127,16 +127,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_class::<trackers::NativeTracker>()?;
     m.add_class::<trackers::PyCountingTracker>()?;
-    dispatch::register_native(
-        py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
-        dispatch::native_lookup,
-    );
-
     m.add_class::<exporter::PyShmTracker>()?;
-    dispatch::register_native(
+    dispatch::register_native_types(&[
+        py.get_type::<trackers::PyCountingTracker>().as_type_ptr(),
         py.get_type::<exporter::PyShmTracker>().as_type_ptr(),
-        dispatch::native_lookup,
-    );
+    ]);
     m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
     m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::_close_exporters, m)?)?;

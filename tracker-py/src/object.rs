@@ -23,7 +23,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 use tracker_core::{next_serial, ClassId, EventKind, Serial};
 
-use crate::{dispatch, typecache};
+use crate::dispatch::{self, Outcome, Subject};
+use crate::typecache;
 
 /// `class` value of an object whose class id has not been looked up yet.
 const UNRESOLVED: u32 = u32::MAX;
@@ -46,6 +47,147 @@ pub(crate) struct TrackableObject {
     /// that plain classes use too, so a Trackable costs no extra word for it.
     #[cfg(not(Py_3_12))]
     weaklist: *mut ffi::PyObject,
+}
+
+/// A live Trackable (or subclass) instance: the one way into its fields.
+///
+/// Made only by [`Fields::of`], whose contract (a live instance, the GIL
+/// held while the value is used) every accessor relies on; so each
+/// accessor is safe to call, and the slot functions below keep `unsafe`
+/// for the C API calls they make.
+#[derive(Clone, Copy)]
+struct Fields(*mut TrackableObject);
+
+impl Fields {
+    /// # Safety
+    /// `obj` is a live instance of `Trackable` or a subclass, and the GIL
+    /// is held for as long as the returned value (or a copy) is used.
+    #[inline(always)]
+    unsafe fn of(obj: *mut ffi::PyObject) -> Fields {
+        Fields(obj as *mut TrackableObject)
+    }
+
+    #[inline(always)]
+    fn object(self) -> *mut ffi::PyObject {
+        self.0 as *mut ffi::PyObject
+    }
+
+    /// The object's type.
+    #[inline(always)]
+    fn ty(self) -> *mut ffi::PyTypeObject {
+        // SAFETY: a live object (contract of `of`); a plain field load.
+        unsafe { ffi::Py_TYPE(self.object()) }
+    }
+
+    #[inline(always)]
+    fn serial(self) -> Serial {
+        // SAFETY: a live Trackable, GIL held (contract of `of`).
+        unsafe { (*self.0).serial }
+    }
+
+    #[inline(always)]
+    fn set_serial(self, serial: Serial) {
+        // SAFETY: as in `serial`; the GIL excludes other writers.
+        unsafe { (*self.0).serial = serial }
+    }
+
+    /// The class id field ([`UNRESOLVED`] until looked up).
+    #[inline(always)]
+    fn class(self) -> u32 {
+        // SAFETY: as in `serial`.
+        unsafe { (*self.0).class }
+    }
+
+    #[inline(always)]
+    fn set_class(self, class: u32) {
+        // SAFETY: as in `set_serial`.
+        unsafe { (*self.0).class = class }
+    }
+
+    /// The tracker (a strong reference the object owns), or null.
+    #[inline(always)]
+    fn tracker(self) -> *mut ffi::PyObject {
+        // SAFETY: as in `serial`.
+        unsafe { (*self.0).tracker }
+    }
+
+    /// Stores `new` (a strong reference, or null) as the tracker and
+    /// returns the reference the field held, now the caller's.
+    #[inline(always)]
+    fn replace_tracker(self, new: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in `set_serial`.
+        unsafe { std::mem::replace(&mut (*self.0).tracker, new) }
+    }
+
+    /// The bundle (a strong reference the object owns), or null for None.
+    #[inline(always)]
+    fn bundle(self) -> *mut ffi::PyObject {
+        // SAFETY: as in `serial`.
+        unsafe { (*self.0).bundle }
+    }
+
+    /// Stores `new` as the bundle and returns the reference the field held,
+    /// now the caller's.
+    #[inline(always)]
+    fn replace_bundle(self, new: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in `set_serial`.
+        unsafe { std::mem::replace(&mut (*self.0).bundle, new) }
+    }
+
+    /// Whether weak references to the object exist.
+    #[inline(always)]
+    fn has_weakrefs(self) -> bool {
+        let offset = WEAKLIST_OFFSET.load(Relaxed);
+        // SAFETY: the list head is at the offset CPython reported for the
+        // type at import (inside the object before 3.12, in its pre-header
+        // since), and every Trackable subclass inherits it; a live object.
+        unsafe {
+            !(*((self.object() as *mut u8).offset(offset) as *mut *mut ffi::PyObject)).is_null()
+        }
+    }
+
+    /// The class id, looked up now (and kept) if it was not yet.
+    #[inline(always)]
+    fn class_id(self, py: Python<'_>) -> Option<ClassId> {
+        match self.class() {
+            UNRESOLVED => self.resolve_class(py),
+            class => Some(ClassId(class)),
+        }
+    }
+
+    /// [`Fields::class_id`] for an object created while no tracker was
+    /// set (out of line: the hot path never takes it).
+    #[cold]
+    #[inline(never)]
+    fn resolve_class(self, py: Python<'_>) -> Option<ClassId> {
+        // SAFETY: GIL held, the type of a live object.
+        let info = unsafe { class_of(py, self.ty()) }?;
+        self.set_class(info.class.0);
+        Some(info.class)
+    }
+
+    /// What a notification needs to know about the object.
+    #[inline(always)]
+    fn subject(self, py: Python<'_>) -> Subject {
+        Subject {
+            serial: self.serial(),
+            class: self.class_id(py),
+            ty: self.ty(),
+            bundle: self.bundle(),
+        }
+    }
+}
+
+/// Releases a strong reference, if there is one.
+///
+/// # Safety
+/// GIL held; `obj` null or a strong reference the caller owns.
+#[inline(always)]
+unsafe fn release(obj: *mut ffi::PyObject) {
+    if !obj.is_null() {
+        // SAFETY: per the contract above.
+        unsafe { ffi::Py_DECREF(obj) };
+    }
 }
 
 /// Type flags of `Trackable`.
@@ -196,10 +338,8 @@ pub(crate) fn set_global_tracker(py: Python<'_>, tracker: Option<&Bound<'_, PyAn
     let new = tracker.map_or(ptr::null_mut(), |t| t.clone().into_ptr());
     dispatch::set_global(py, new);
     let old = GLOBAL_TRACKER.swap(new, Relaxed);
-    if !old.is_null() {
-        // SAFETY: `old` was a strong reference owned by the static.
-        unsafe { ffi::Py_DECREF(old) };
-    }
+    // SAFETY: `old` was null or a strong reference owned by the static.
+    unsafe { release(old) };
 }
 
 /// The global tracker, if one is set.
@@ -218,54 +358,72 @@ unsafe fn has_arguments(args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> b
 }
 
 /// `tp_new`: allocates, issues the serial, attaches the global tracker.
+///
+/// # Safety
+/// Called by CPython with the GIL held, a live subtype of Trackable, an
+/// argument tuple and a null-or-dict for keywords.
 unsafe extern "C" fn trackable_new(
     ty: *mut ffi::PyTypeObject,
     args: *mut ffi::PyObject,
     kwds: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls tp_new with the GIL held, a valid subtype of
-    // Trackable, an argument tuple and a null-or-dict for keywords.
-    unsafe {
-        // Like `object.__new__`: arguments are an error unless the class has
-        // an `__init__` to take them.
-        if (*ty).tp_init.map(|f| f as usize) == ffi::PyBaseObject_Type.tp_init.map(|f| f as usize)
-            && has_arguments(args, kwds)
-        {
-            return no_arguments_error(ty);
-        }
-        let obj = allocate(ty);
-        if obj.is_null() {
-            return ptr::null_mut();
-        }
-        // tp_alloc zero-fills: tracker, bundle and weaklist start null.
-        let this = obj as *mut TrackableObject;
-        (*this).serial = next_serial();
-        (*this).class = UNRESOLVED;
-        if !GLOBAL_TRACKER.load(Relaxed).is_null() {
-            let py = Python::assume_attached();
-            let info = class_of(py, ty);
-            // Reload: on a cache miss `class_of` runs Python code, which may
-            // have replaced (and freed) the global tracker.
-            let tracker = GLOBAL_TRACKER.load(Relaxed);
-            match info {
-                Some(info) if !info.global_disabled && !tracker.is_null() => {
-                    (*this).class = info.class.0;
-                    ffi::Py_INCREF(tracker);
-                    (*this).tracker = tracker;
-                    let outcome =
-                        dispatch::notify_attached(py, this, tracker, info.class, (*this).serial);
-                    if outcome == dispatch::Outcome::Interrupted {
-                        // The tracker was interrupted: no object, the
-                        // interrupt propagates from the constructor.
-                        interrupted_new(obj);
-                        return ptr::null_mut();
-                    }
-                }
-                _ => {}
-            }
-        }
-        obj
+    // Like `object.__new__`: arguments are an error unless the class has
+    // an `__init__` to take them.
+    // SAFETY: `ty` is a live type object (contract) and `object` a static
+    // type CPython never changes after start-up; plain field reads.
+    let own_init = unsafe {
+        (*ty).tp_init.map(|f| f as usize) != ffi::PyBaseObject_Type.tp_init.map(|f| f as usize)
+    };
+    // SAFETY: `args` a tuple, `kwds` null or a dict (contract).
+    if !own_init && unsafe { has_arguments(args, kwds) } {
+        // SAFETY: GIL held, `ty` live.
+        return unsafe { no_arguments_error(ty) };
     }
+    // SAFETY: GIL held, `ty` a live subtype of Trackable.
+    let obj = unsafe { allocate(ty) };
+    if obj.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a new, live instance; the GIL is held for this whole call.
+    // tp_alloc zero-filled it: tracker, bundle and weaklist start null.
+    let this = unsafe { Fields::of(obj) };
+    this.set_serial(next_serial());
+    this.set_class(UNRESOLVED);
+    if GLOBAL_TRACKER.load(Relaxed).is_null() {
+        return obj;
+    }
+    // SAFETY: CPython called us with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: GIL held, `ty` live.
+    let info = unsafe { class_of(py, ty) };
+    // Reload: on a cache miss `class_of` runs Python code, which may have
+    // replaced (and freed) the global tracker.
+    let tracker = GLOBAL_TRACKER.load(Relaxed);
+    let Some(info) = info.filter(|i| !i.global_disabled && !tracker.is_null()) else {
+        return obj;
+    };
+    this.set_class(info.class.0);
+    // SAFETY: GIL held; `tracker` is live (the static owns a reference).
+    unsafe { ffi::Py_INCREF(tracker) };
+    this.replace_tracker(tracker);
+    let subject = Subject {
+        serial: this.serial(),
+        class: Some(info.class),
+        ty,
+        bundle: ptr::null_mut(),
+    };
+    // SAFETY: GIL held; the subject is the live new object; `tracker` is
+    // kept alive by the reference the object now holds.
+    if unsafe { dispatch::notify(py, EventKind::Attached, &subject, tracker) }
+        == Outcome::Interrupted
+    {
+        // The tracker was interrupted: no object, the interrupt
+        // propagates from the constructor.
+        // SAFETY: GIL held; `obj` is the new reference made above.
+        unsafe { interrupted_new(obj) };
+        return ptr::null_mut();
+    }
+    obj
 }
 
 /// A new, zero-filled instance of `ty`, or null with an exception set
@@ -467,16 +625,18 @@ thread_local! {
 /// [`DEALLOC_NESTING`] nested deallocations on a thread, the object is put
 /// aside and freed by the outermost deallocation, in a loop.
 unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: CPython calls tp_dealloc with the GIL held on an object of a
-    // Trackable (sub)type whose reference count reached zero.
-    unsafe {
-        ffi::PyObject_GC_UnTrack(obj as *mut c_void);
-        if ffi::Py_TYPE(obj) != trackable_type() {
-            dealloc_now(obj);
-            return;
-        }
-        dealloc_plain(obj);
+    // SAFETY: CPython calls tp_dealloc with the GIL held on a tracked GC
+    // object whose reference count reached zero.
+    unsafe { ffi::PyObject_GC_UnTrack(obj as *mut c_void) };
+    // SAFETY: as above, a live object.
+    if unsafe { ffi::Py_TYPE(obj) } != trackable_type() {
+        // SAFETY: a Trackable subclass instance with no reference left,
+        // untracked just above.
+        unsafe { dealloc_now(obj) };
+        return;
     }
+    // SAFETY: as above, an instance of Trackable itself.
+    unsafe { dealloc_plain(obj) };
 }
 
 /// [`trackable_dealloc`] for instances of `Trackable` itself, with the
@@ -486,24 +646,24 @@ unsafe extern "C" fn trackable_dealloc(obj: *mut ffi::PyObject) {
 /// As [`dealloc_now`].
 #[inline(never)]
 unsafe fn dealloc_plain(obj: *mut ffi::PyObject) {
-    // SAFETY: per the contract above.
-    unsafe {
-        let depth = DEALLOC_DEPTH.get();
-        if depth >= DEALLOC_NESTING {
-            DEFERRED.with_borrow_mut(|d| d.push(obj as usize));
-            return;
-        }
-        DEALLOC_DEPTH.set(depth + 1);
-        dealloc_now(obj);
-        if depth == 0 {
-            // The outermost deallocation frees what was put aside, each at
-            // depth 1, so their own nests are bounded the same way.
-            while let Some(next) = DEFERRED.with_borrow_mut(Vec::pop) {
-                dealloc_now(next as *mut ffi::PyObject);
-            }
-        }
-        DEALLOC_DEPTH.set(depth);
+    let depth = DEALLOC_DEPTH.get();
+    if depth >= DEALLOC_NESTING {
+        DEFERRED.with_borrow_mut(|d| d.push(obj as usize));
+        return;
     }
+    DEALLOC_DEPTH.set(depth + 1);
+    // SAFETY: per the contract above.
+    unsafe { dealloc_now(obj) };
+    if depth == 0 {
+        // The outermost deallocation frees what was put aside, each at
+        // depth 1, so their own nests are bounded the same way.
+        while let Some(next) = DEFERRED.with_borrow_mut(Vec::pop) {
+            // SAFETY: put aside above: an untracked Trackable with no
+            // reference left, not freed yet; the GIL is still held.
+            unsafe { dealloc_now(next as *mut ffi::PyObject) };
+        }
+    }
+    DEALLOC_DEPTH.set(depth);
 }
 
 /// Tells the tracker, releases the fields and frees the memory of `obj`,
@@ -513,80 +673,73 @@ unsafe fn dealloc_plain(obj: *mut ffi::PyObject) {
 /// GIL held; `obj` a Trackable (sub)type instance with no reference left.
 #[inline(always)]
 unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
-    // SAFETY: per the contract above.
-    unsafe {
-        let ty = ffi::Py_TYPE(obj);
-        let this = obj as *mut TrackableObject;
-        // The list head is at the offset CPython reported at import (inside
-        // the object before 3.12, in its pre-header since).
-        let weaklist =
-            (obj as *mut u8).offset(WEAKLIST_OFFSET.load(Relaxed)) as *mut *mut ffi::PyObject;
-        if !(*weaklist).is_null() {
-            ffi::PyObject_ClearWeakRefs(obj);
-        }
-        release_tracker(this, true);
-        let bundle = std::mem::replace(&mut (*this).bundle, ptr::null_mut());
-        if !bundle.is_null() {
-            ffi::Py_DECREF(bundle);
-        }
-        let free = (*ty).tp_free.unwrap_or(ffi::PyObject_GC_Del);
-        free(obj as *mut c_void);
-        // Instances of heap types own a reference to their type.
-        ffi::Py_DECREF(ty as *mut ffi::PyObject);
+    // SAFETY: per the contract above (live until freed below).
+    let this = unsafe { Fields::of(obj) };
+    let ty = this.ty();
+    if this.has_weakrefs() {
+        // SAFETY: GIL held, a live object being deallocated.
+        unsafe { ffi::PyObject_ClearWeakRefs(obj) };
     }
+    release_tracker(this, true);
+    // SAFETY: the field's reference is ours once taken out.
+    unsafe { release(this.replace_bundle(ptr::null_mut())) };
+    // SAFETY: `ty` is live (the object holds a reference to it); its
+    // `tp_free` matches its allocator.
+    let free = unsafe { (*ty).tp_free }.unwrap_or(ffi::PyObject_GC_Del);
+    // SAFETY: no reference to `obj` is left and nothing uses it after this.
+    unsafe { free(obj as *mut c_void) };
+    // Instances of heap types own a reference to their type.
+    // SAFETY: that reference, released once.
+    unsafe { ffi::Py_DECREF(ty as *mut ffi::PyObject) };
 }
 
 /// Drops the object's tracker, telling it `Destroyed` first when
 /// `notify` is set.
 #[inline]
-unsafe fn release_tracker(this: *mut TrackableObject, notify: bool) {
-    // SAFETY: the caller guarantees GIL held, `this` a live Trackable.
-    unsafe {
-        let tracker = (*this).tracker;
-        if tracker.is_null() {
-            return;
-        }
-        if notify {
-            // Destroyed never propagates anything (see dispatch::notify).
-            let _ = dispatch::notify(
-                Python::assume_attached(),
-                EventKind::Destroyed,
-                this,
-                tracker,
-            );
-        }
-        // The field may have been replaced while Python code ran above.
-        let current = std::mem::replace(&mut (*this).tracker, ptr::null_mut());
-        if !current.is_null() {
-            ffi::Py_DECREF(current);
-        }
+fn release_tracker(this: Fields, notify: bool) {
+    let tracker = this.tracker();
+    if tracker.is_null() {
+        return;
     }
+    if notify {
+        // SAFETY: `Fields` guarantees the GIL is held.
+        let py = unsafe { Python::assume_attached() };
+        let subject = this.subject(py);
+        // SAFETY: GIL held; the subject is live; `tracker` is kept alive
+        // by the object's reference. Destroyed never propagates anything.
+        let _ = unsafe { dispatch::notify(py, EventKind::Destroyed, &subject, tracker) };
+    }
+    // The field may have been replaced while Python code ran above.
+    // SAFETY: the field's reference is ours once taken out.
+    unsafe { release(this.replace_tracker(ptr::null_mut())) };
 }
 
 /// `tp_traverse`: the type, the tracker and the bundle.
+///
+/// # Safety
+/// Called by the cycle collector with the GIL held on a live Trackable.
 unsafe extern "C" fn trackable_traverse(
     obj: *mut ffi::PyObject,
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: called by the cycle collector with the GIL held on a live
-    // Trackable; each visited pointer is a strong reference or null.
-    unsafe {
-        let this = obj as *mut TrackableObject;
-        for p in [
-            ffi::Py_TYPE(obj) as *mut ffi::PyObject,
-            (*this).tracker,
-            (*this).bundle,
-        ] {
-            if !p.is_null() {
-                let r = visit(p, arg);
-                if r != 0 {
-                    return r;
-                }
+    // SAFETY: per the contract above.
+    let this = unsafe { Fields::of(obj) };
+    for p in [
+        this.ty() as *mut ffi::PyObject,
+        this.tracker(),
+        this.bundle(),
+    ] {
+        if !p.is_null() {
+            // SAFETY: `visit` and `arg` come from the collector; `p` is a
+            // strong reference the object holds.
+            let r = unsafe { visit(p, arg) };
+            if r != 0 {
+                return r;
             }
         }
-        0
     }
+    0
 }
 
 /// `tp_clear`: the cycle collector is about to break a cycle through this
@@ -598,65 +751,22 @@ unsafe extern "C" fn trackable_traverse(
 /// subclass instance's deallocation, which costs about 10% of a plain
 /// object's create-and-drop. The price is that a tracker which is itself
 /// part of the same garbage may already have been cleared when it is told.
+///
+/// # Safety
+/// Called by the cycle collector with the GIL held on a live Trackable.
 unsafe extern "C" fn trackable_clear(obj: *mut ffi::PyObject) -> c_int {
-    // SAFETY: called by the cycle collector with the GIL held on a live
-    // Trackable.
-    unsafe {
-        let this = obj as *mut TrackableObject;
-        release_tracker(this, true);
-        let bundle = std::mem::replace(&mut (*this).bundle, ptr::null_mut());
-        if !bundle.is_null() {
-            ffi::Py_DECREF(bundle);
-        }
-    }
+    // SAFETY: per the contract above.
+    let this = unsafe { Fields::of(obj) };
+    release_tracker(this, true);
+    // SAFETY: the field's reference is ours once taken out.
+    unsafe { release(this.replace_bundle(ptr::null_mut())) };
     0
-}
-
-/// What a notification carries, read from the object.
-pub(crate) struct NotifyArgs {
-    pub(crate) serial: Serial,
-    pub(crate) ty: *mut ffi::PyTypeObject,
-    /// Borrowed; null means `None`.
-    pub(crate) bundle: *mut ffi::PyObject,
-}
-
-/// The serial, class id (resolved now if needed) and bundle of `this`.
-///
-/// # Safety
-/// GIL held; `this` is a live Trackable.
-#[inline]
-pub(crate) unsafe fn class_id(py: Python<'_>, this: *mut TrackableObject) -> Option<ClassId> {
-    // SAFETY: per the contract above.
-    unsafe {
-        if (*this).class == UNRESOLVED {
-            (*this).class = class_of(py, ffi::Py_TYPE(this as *mut ffi::PyObject))?
-                .class
-                .0;
-        }
-        Some(ClassId((*this).class))
-    }
-}
-
-/// The notification arguments of `this`.
-///
-/// # Safety
-/// GIL held; `this` is a live Trackable.
-#[inline]
-pub(crate) unsafe fn notify_args(this: *mut TrackableObject) -> NotifyArgs {
-    // SAFETY: per the contract above.
-    unsafe {
-        NotifyArgs {
-            serial: (*this).serial,
-            ty: ffi::Py_TYPE(this as *mut ffi::PyObject),
-            bundle: (*this).bundle,
-        }
-    }
 }
 
 /// Safe access to the fields of a live `Trackable` for the non-hot methods.
 pub(crate) struct TrackableRef<'a, 'py> {
     obj: &'a Bound<'py, PyAny>,
-    raw: *mut TrackableObject,
+    fields: Fields,
 }
 
 impl<'a, 'py> TrackableRef<'a, 'py> {
@@ -677,49 +787,43 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
         }
         Ok(TrackableRef {
             obj,
-            raw: obj.as_ptr() as *mut TrackableObject,
+            // SAFETY: a Trackable (checked above), kept alive by `obj`,
+            // whose token proves the GIL is held while `self` lives.
+            fields: unsafe { Fields::of(obj.as_ptr()) },
         })
     }
 
     /// The serial issued at creation.
     pub(crate) fn serial(&self) -> Serial {
-        // SAFETY: `raw` is a live Trackable (type-checked in `new`, kept alive
-        // by `obj`); the GIL is held.
-        unsafe { (*self.raw).serial }
+        self.fields.serial()
     }
 
     /// The assigned tracker.
     pub(crate) fn tracker(&self) -> Option<Bound<'py, PyAny>> {
-        // SAFETY: as in `serial`; a non-null field is a strong reference.
-        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), (*self.raw).tracker) }
+        // SAFETY: a non-null field is a strong reference the object holds.
+        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), self.fields.tracker()) }
     }
 
     /// Takes the tracker out of the object (the object has none afterwards).
     pub(crate) fn take_tracker(&self) -> Option<Bound<'py, PyAny>> {
-        // SAFETY: as in `serial`; ownership of the strong reference moves to
-        // the returned `Bound`.
-        unsafe {
-            let raw = std::mem::replace(&mut (*self.raw).tracker, ptr::null_mut());
-            Bound::from_owned_ptr_or_opt(self.obj.py(), raw)
-        }
+        let raw = self.fields.replace_tracker(ptr::null_mut());
+        // SAFETY: the strong reference taken out of the field moves to the
+        // returned `Bound`.
+        unsafe { Bound::from_owned_ptr_or_opt(self.obj.py(), raw) }
     }
 
     /// Stores `tracker` (the object must have none; see `take_tracker`).
     pub(crate) fn put_tracker(&self, tracker: &Bound<'py, PyAny>) {
-        // SAFETY: as in `serial`; the field takes a new strong reference, and
-        // any reference it held (set by re-entrant code) is released.
-        unsafe {
-            let old = std::mem::replace(&mut (*self.raw).tracker, tracker.clone().into_ptr());
-            if !old.is_null() {
-                ffi::Py_DECREF(old);
-            }
-        }
+        let old = self.fields.replace_tracker(tracker.clone().into_ptr());
+        // SAFETY: any reference the field held (set by re-entrant code) is
+        // ours once taken out.
+        unsafe { release(old) };
     }
 
     /// The data bundle (`None` when unset).
     pub(crate) fn bundle(&self) -> Bound<'py, PyAny> {
-        // SAFETY: as in `serial`; a non-null field is a strong reference.
-        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), (*self.raw).bundle) }
+        // SAFETY: a non-null field is a strong reference the object holds.
+        unsafe { Bound::from_borrowed_ptr_or_opt(self.obj.py(), self.fields.bundle()) }
             .unwrap_or_else(|| self.obj.py().None().into_bound(self.obj.py()))
     }
 
@@ -730,28 +834,25 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
         } else {
             bundle.clone().into_ptr()
         };
-        // SAFETY: as in `serial`; the old strong reference is released after
-        // the field is updated, so re-entrant code sees a consistent object.
-        unsafe {
-            let old = std::mem::replace(&mut (*self.raw).bundle, new);
-            if !old.is_null() {
-                ffi::Py_DECREF(old);
-            }
-        }
+        // The old reference is released after the field is updated, so
+        // re-entrant code sees a consistent object.
+        let old = self.fields.replace_bundle(new);
+        // SAFETY: the old reference is ours once taken out.
+        unsafe { release(old) };
     }
 
     /// Tells `tracker` of `kind` for this object.
-    /// Tells `tracker` of `kind`.
     ///
     /// # Errors
     /// The `KeyboardInterrupt` or `SystemExit` a Python tracker raised.
     pub(crate) fn notify(&self, kind: EventKind, tracker: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.obj.py();
-        // SAFETY: GIL held (token in `obj`); `raw` is live; `tracker` is kept
-        // alive by the caller's reference for the duration.
-        match unsafe { dispatch::notify(py, kind, self.raw, tracker.as_ptr()) } {
-            dispatch::Outcome::Done => Ok(()),
-            dispatch::Outcome::Interrupted => Err(PyErr::fetch(py)),
+        let subject = self.fields.subject(py);
+        // SAFETY: GIL held (token in `obj`); the subject is live; `tracker`
+        // is kept alive by the caller's reference for the duration.
+        match unsafe { dispatch::notify(py, kind, &subject, tracker.as_ptr()) } {
+            Outcome::Done => Ok(()),
+            Outcome::Interrupted => Err(PyErr::fetch(py)),
         }
     }
 }

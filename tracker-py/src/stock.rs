@@ -22,7 +22,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use tracker_core::EventKind;
 
-use crate::object::TrackableObject;
+use crate::dispatch::Subject;
 
 /// `Tracker`, `TrackedType`, and the stock `notify_attached` and
 /// `notify_destroyed` functions (strong references kept for the process's
@@ -81,14 +81,14 @@ pub(crate) fn _register_stock_tracker(
 }
 
 /// Does what the stock `Tracker.notify_attached` or `notify_destroyed`
-/// would do for `this`, if that is the plain case. Returns false, with no
+/// would do for `subject`, if that is the plain case. Returns false, with no
 /// exception set and nothing changed, when the Python call must be made.
 ///
 /// # Safety
-/// GIL held; `this` a live Trackable; `tracker` a live object.
+/// GIL held; `subject` describes a live Trackable; `tracker` a live object.
 pub(crate) unsafe fn try_count(
     kind: EventKind,
-    this: *mut TrackableObject,
+    subject: &Subject,
     tracker: *mut ffi::PyObject,
 ) -> bool {
     let method = match kind {
@@ -121,7 +121,7 @@ pub(crate) unsafe fn try_count(
             return false;
         }
         // entry = self.get(objtype.__name__)
-        let ty = ffi::Py_TYPE(this as *mut ffi::PyObject);
+        let ty = subject.ty;
         if (*ty).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
             return false;
         }

@@ -49,6 +49,11 @@ impl NativeTracker {
     pub(crate) fn core(&self) -> &dyn NativeCore {
         &*self.core
     }
+
+    /// The Rust tracker's shared handle.
+    pub(crate) fn core_arc(&self) -> &Arc<dyn NativeCore> {
+        &self.core
+    }
 }
 
 /// Converts snapshot records to Python dicts with the shared field names.

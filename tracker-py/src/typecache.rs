@@ -127,9 +127,9 @@ const WAYS: usize = 256;
 /// it is emptied, and live classes come back on their next miss.
 const SPILL_MAX: usize = 1 << 16;
 
+/// What the direct-mapped entries rest on; `evidence[i]` belongs to
+/// `HOT[i]`.
 struct Cache {
-    /// Direct-mapped by type address; `evidence[i]` belongs to `hot[i]`.
-    hot: [Hot; WAYS],
     evidence: [Option<Evidence>; WAYS],
     spill: HashMap<usize, Entry, BuildHasherDefault<DefaultHasher>>,
 }
@@ -138,8 +138,10 @@ struct Cache {
 // references its evidence owns are released under the GIL (see `Drop`).
 unsafe impl Send for Cache {}
 
+/// The direct-mapped entries, by type address: what a hit reads.
+static HOT: GilCell<[Hot; WAYS]> = GilCell::new([EMPTY; WAYS]);
+
 static CACHE: GilCell<Cache> = GilCell::new(Cache {
-    hot: [EMPTY; WAYS],
     evidence: [const { None }; WAYS],
     spill: HashMap::with_hasher(BuildHasherDefault::new()),
 });
@@ -232,7 +234,7 @@ pub(crate) fn class_info(ty: &Bound<'_, PyType>) -> ClassInfo {
 pub(crate) unsafe fn class_info_raw(py: Python<'_>, ty: *mut ffi::PyTypeObject) -> ClassInfo {
     let key = ty as usize;
     let tag = version_tag(ty);
-    let h = CACHE.with(py, |c| c.hot[slot(key)]);
+    let h = HOT.get_at(py, slot(key));
     // SAFETY: per the contract above.
     if h.ty == key && tag != 0 && h.tag == tag && unsafe { name_object(ty) } as usize == h.qualname
     {
@@ -249,33 +251,44 @@ pub(crate) unsafe fn class_info_raw(py: Python<'_>, ty: *mut ffi::PyTypeObject) 
 #[inline(never)]
 unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) -> ClassInfo {
     let key = ty as usize;
+    let i = slot(key);
+    let direct = HOT.get_at(py, i);
+    let in_hot = direct.ty == key;
     let hit = CACHE.with(py, |c| {
-        let i = slot(key);
-        let (hot, evidence) = if c.hot[i].ty == key {
-            (&mut c.hot[i], c.evidence[i].as_ref()?)
+        let (hot, evidence) = if in_hot {
+            (direct, c.evidence[i].as_ref()?)
         } else {
-            let e = c.spill.get_mut(&key)?;
-            (&mut e.hot, &e.evidence)
+            let e = c.spill.get(&key)?;
+            (e.hot, &e.evidence)
         };
         // SAFETY: GIL held; `ty` live (this function's contract).
         if hot.tag != 0 && hot.tag == tag && unsafe { name_object(ty) } as usize == hot.qualname {
-            return Some(hot.info);
+            return Some(hot);
         }
         // SAFETY: GIL held; `ty` live (this function's contract).
         if unsafe { still_valid(ty, evidence) } {
             REVALIDATIONS.fetch_add(1, Relaxed);
-            hot.tag = if tag != 0 {
+            let tag = if tag != 0 {
                 tag
             } else {
                 // SAFETY: as above.
                 unsafe { assign_tag(ty) }
             };
-            return Some(hot.info);
+            let hot = Hot { tag, ..hot };
+            if let Some(e) = c.spill.get_mut(&key).filter(|_| !in_hot) {
+                e.hot = hot;
+            }
+            return Some(hot);
         }
         None
     });
     match hit {
-        Some(info) => info,
+        Some(hot) => {
+            if in_hot {
+                HOT.replace_at(py, i, hot);
+            }
+            hot.info
+        }
         // SAFETY: as above.
         None => unsafe { slow_class_info(ty) },
     }
@@ -462,10 +475,10 @@ unsafe fn slow_class_info(ty: *mut ffi::PyTypeObject) -> ClassInfo {
         };
         // Entries displaced here are dropped after the cache borrow ends,
         // since dropping them releases Python references.
+        let i = slot(key);
+        let old_hot = HOT.replace_at(py, i, hot);
         let displaced = CACHE.with(py, |c| {
             let mut out = Vec::new();
-            let i = slot(key);
-            let old_hot = std::mem::replace(&mut c.hot[i], hot);
             let old_evidence = c.evidence[i].replace(evidence);
             if let Some(old_evidence) = old_evidence {
                 if old_hot.ty != key {
