@@ -220,6 +220,7 @@ pub(crate) fn read_snapshot<'py>(
         })
         .map_err(read_error)?;
     let d = PyDict::new(py);
+    d.set_item("schema_version", snap.schema_version)?;
     let process = PyDict::new(py);
     if let Some(p) = &snap.process {
         process.set_item("pid", p.pid)?;

@@ -71,6 +71,9 @@ pub(crate) fn records_to_py<'py>(
         d.set_item("updated", r.updated)?;
         d.set_item("first_serial", r.first_serial)?;
         d.set_item("last_serial", r.last_serial)?;
+        d.set_item("name_truncated", r.name_truncated)?;
+        d.set_item("overflow", r.overflow)?;
+        d.set_item("saturated", r.saturated)?;
         list.append(d)?;
     }
     Ok(list)

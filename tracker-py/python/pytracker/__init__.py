@@ -24,14 +24,18 @@ from ._native import (
 )
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
+from ._types import ClassRecord, ProcessRecord, SnapshotRecord
 
 __version__: str = _native.__version__
 
 __all__ = [
+    "ClassRecord",
     "CountingTracker",
     "LeakError",
+    "ProcessRecord",
     "SegmentError",
     "ShmTracker",
+    "SnapshotRecord",
     "Trackable",
     "TrackedType",
     "Tracker",

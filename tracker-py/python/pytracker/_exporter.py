@@ -1,42 +1,67 @@
 """Starting the shared-memory exporter."""
 
+from __future__ import annotations
+
 import os
+from os import PathLike
 
 from . import _native
 
 __all__ = ["start_exporter", "get_exporter"]
 
-_exporter = None
+_exporter: _native.ShmTracker | None = None
 
 
-def start_exporter(**options):
+def start_exporter(
+    *,
+    directory: str | PathLike[str] | None = None,
+    class_capacity: int = 4096,
+    ring_capacity: int = 65536,
+    events: bool = True,
+    history_capacity: int = 64,
+    history_period: float = 1.0,
+    sampler: bool = True,
+    keep_exited: int = 8,
+) -> _native.ShmTracker:
     """Create a :class:`ShmTracker` and make it the global tracker, so
     ``pytracker-cli`` and ``pytracker-top`` can read this process's
-    inventory. Returns the tracker; calling it again returns the same one.
+    inventory. Returns the tracker; calling it again returns the same one
+    (its options are those of the first call).
 
-    Options (all optional): ``directory`` (default ``/dev/shm``, else
+    ``directory``: where the segment goes (default ``/dev/shm``, else
     ``$XDG_RUNTIME_DIR``, else the temporary directory with a warning;
-    ``$PYTRACKER_DIR`` overrides), ``class_capacity`` (4096),
-    ``ring_capacity`` (65536 events), ``events`` (True),
-    ``history_capacity`` (64 samples), ``history_period`` (1.0 s),
-    ``sampler`` (True: a native thread samples history and heartbeat).
+    ``$PYTRACKER_DIR`` overrides). ``class_capacity``: class slots.
+    ``ring_capacity``: event-ring slots. ``events``: record lifecycle
+    events. ``history_capacity``: history samples kept (at most 96).
+    ``history_period``: seconds between samples. ``sampler``: a native
+    thread samples history and heartbeat. ``keep_exited``: segments of this
+    user's exited processes kept for post-mortem reading.
 
     If the segment cannot be created, a RuntimeWarning says why once and
     the process keeps running, counting privately.
     """
     global _exporter
     if _exporter is None:
-        _exporter = _native.ShmTracker(**options)
+        _exporter = _native.ShmTracker(
+            directory=directory,
+            class_capacity=class_capacity,
+            ring_capacity=ring_capacity,
+            events=events,
+            history_capacity=history_capacity,
+            history_period=history_period,
+            sampler=sampler,
+            keep_exited=keep_exited,
+        )
     _native.set_global_tracker(_exporter)
     return _exporter
 
 
-def get_exporter():
+def get_exporter() -> _native.ShmTracker | None:
     """The tracker :func:`start_exporter` created, or None."""
     return _exporter
 
 
-def _start_from_environment():
+def _start_from_environment() -> None:
     value = os.environ.get("PYTRACKER_EXPORT", "").strip().lower()
     if value in ("", "0", "no", "false", "off"):
         return

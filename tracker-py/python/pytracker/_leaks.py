@@ -1,9 +1,17 @@
 """Finding Trackable objects that outlive a block of code."""
 
+from __future__ import annotations
+
 import fnmatch
 import gc
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Literal
 
 from . import _native
+
+Leaks = dict[str, list[int]]
+"""Serials of the Trackable objects left alive, by qualified class name."""
 
 __all__ = ["LeakError", "leak_check", "find_leaks", "format_leaks"]
 
@@ -14,22 +22,22 @@ class LeakError(AssertionError):
     ``leaks`` maps each class's qualified name to the sorted serials left.
     """
 
-    def __init__(self, message, leaks):
+    def __init__(self, message: str, leaks: Leaks) -> None:
         super().__init__(message)
         self.leaks = leaks
 
 
-def _qualified(cls):
+def _qualified(cls: type) -> str:
     module = getattr(cls, "__module__", None)
     qual = getattr(cls, "__qualname__", cls.__name__)
     return qual if module in (None, "builtins") else "%s.%s" % (module, qual)
 
 
-def find_leaks(since_serial):
+def find_leaks(since_serial: int) -> Leaks:
     """Trackable objects alive now that were created after ``since_serial``,
     after a full garbage collection: ``{qualified class name: [serials]}``."""
     gc.collect()
-    found = {}
+    found: Leaks = {}
     for obj in gc.get_objects():
         if isinstance(obj, _native.Trackable):
             serial = obj._get_tracker_serial()
@@ -40,7 +48,7 @@ def find_leaks(since_serial):
     return found
 
 
-def _limit(name, allowed, default):
+def _limit(name: str, allowed: Mapping[str, int], default: int) -> int:
     short = name.rsplit(".", 1)[-1]
     for pattern, limit in allowed.items():
         if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(short, pattern):
@@ -48,13 +56,13 @@ def _limit(name, allowed, default):
     return default
 
 
-def over_limits(leaks, allowed=None, default=0):
+def over_limits(leaks: Leaks, allowed: Mapping[str, int] | None = None, default: int = 0) -> Leaks:
     """The part of ``leaks`` beyond the allowed counts."""
     allowed = allowed or {}
     return {name: serials for name, serials in leaks.items() if len(serials) > _limit(name, allowed, default)}
 
 
-def format_leaks(leaks, shown=5):
+def format_leaks(leaks: Leaks, shown: int = 5) -> str:
     """A few short lines: one per class, with the count and a few serials."""
     total = sum(len(s) for s in leaks.values())
     lines = ["%d Trackable object%s left alive:" % (total, "" if total == 1 else "s")]
@@ -81,17 +89,22 @@ class leak_check:
             handle_request()
     """
 
-    def __init__(self, max=None, default=0):
-        self.allowed = dict(max or {})
+    def __init__(self, max: Mapping[str, int] | None = None, default: int = 0) -> None:
+        self.allowed: dict[str, int] = dict(max or {})
         self.default = default
-        self.leaks = {}
-        self._start = None
+        self.leaks: Leaks = {}
+        self._start = 0
 
-    def __enter__(self):
+    def __enter__(self) -> leak_check:
         self._start = _native.last_serial()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         self.leaks = find_leaks(self._start)
         if exc_type is not None:
             return False

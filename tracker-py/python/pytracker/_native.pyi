@@ -7,6 +7,8 @@ from typing import Any, SupportsIndex, TextIO, final
 
 from typing_extensions import disjoint_base
 
+from ._types import ClassRecord, SnapshotRecord
+
 __version__: str
 
 __all__ = [
@@ -33,32 +35,59 @@ __all__ = [
 
 @disjoint_base
 class Trackable:
+    """Base class of objects whose lifecycle is tracked.
+
+    Every instance gets a process-wide serial; its tracker (the global
+    tracker at creation, unless the class sets ``_disable_global_tracker``)
+    is told of its creation, tracker changes, bundle updates and
+    destruction.
+    """
+
     _data_bundle: Any
-    def _set_tracker(self, tracker: Any) -> None: ...
-    def _get_tracker(self) -> Any: ...
-    def _set_data_bundle(self, bundle: Any) -> None: ...
-    def _get_data_bundle(self) -> Any: ...
-    def _get_tracker_serial(self) -> int: ...
+    """The data bundle; assigning it does not notify the tracker."""
+    def _set_tracker(self, tracker: Any) -> None:
+        """Give the object another tracker (or none): the old one is told
+        ``detached``, the new one ``attached``."""
+    def _get_tracker(self) -> Any:
+        """The object's tracker, or None."""
+    def _set_data_bundle(self, bundle: Any) -> None:
+        """Set the data bundle and tell the tracker ``updated``."""
+    def _get_data_bundle(self) -> Any:
+        """The data bundle (None when unset)."""
+    def _get_tracker_serial(self) -> int:
+        """The serial issued at creation."""
     def __getstate__(self) -> tuple[dict[str, Any] | None, dict[str, Any]]: ...
     def __setstate__(self, state: Any) -> None: ...
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any: ...
 
 @disjoint_base
 class NativeTracker:
-    """Base of the native trackers (not instantiable)."""
-    def snapshot(self) -> list[dict[str, Any]]: ...
-    def dump(self, output: TextIO | None = None) -> None: ...
-    def notify_attached(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
-    def notify_detached(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
-    def notify_updated(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
-    def notify_destroyed(self, serial: int, objtype: type, bundle: Any = None) -> None: ...
+    """Base of the native trackers (not instantiable): objects attached to
+    one are counted in Rust, with no Python call."""
+    def snapshot(self) -> list[ClassRecord]:
+        """One record per class, sorted by name."""
+    def dump(self, output: TextIO | None = None) -> None:
+        """Write one line per class to ``output`` (default ``sys.stdout``)."""
+    def notify_attached(self, serial: int, objtype: type, bundle: Any = None) -> None:
+        """Count an attachment (the tracker protocol, for Python callers)."""
+    def notify_detached(self, serial: int, objtype: type, bundle: Any = None) -> None:
+        """Count a detachment."""
+    def notify_updated(self, serial: int, objtype: type, bundle: Any = None) -> None:
+        """Count a bundle update."""
+    def notify_destroyed(self, serial: int, objtype: type, bundle: Any = None) -> None:
+        """Count a destruction."""
 
 @final
 class CountingTracker(NativeTracker):
+    """Per-class counts and serial ranges, kept in this process."""
     def __new__(cls) -> CountingTracker: ...
 
 @final
 class ShmTracker(NativeTracker):
+    """Per-class counts, events and history published in a shared-memory
+    segment that ``pytracker-cli`` and ``pytracker-top`` read from another
+    process. Never fails: when nothing can be published it counts
+    privately, and ``problem`` says why."""
     def __new__(
         cls,
         directory: str | PathLike[str] | None = None,
@@ -71,25 +100,52 @@ class ShmTracker(NativeTracker):
         keep_exited: int = 8,
     ) -> ShmTracker: ...
     @property
-    def path(self) -> Path | None: ...
+    def path(self) -> Path | None:
+        """The segment's path, if one was published."""
     @property
-    def problem(self) -> str | None: ...
-    def sample(self) -> None: ...
-    def close(self) -> None: ...
+    def problem(self) -> str | None:
+        """Why the segment is not published (or was damaged); None when all
+        is well."""
+    def sample(self) -> None:
+        """Write one history sample and a heartbeat now."""
+    def close(self) -> None:
+        """Stop the sampler, mark the segment closed and remove its file;
+        counting goes on privately."""
 
 class SegmentError(Exception):
-    kind: str
+    """A segment could not be read; the message says what to do."""
 
-def set_global_tracker(tracker: Any) -> None: ...
-def get_global_tracker() -> Any: ...
-def version() -> int: ...
-def read_snapshot(pid: int | None = None, path: str | PathLike[str] | None = None) -> dict[str, Any]: ...
-def last_serial() -> int: ...
-def cli_main(argv: list[str]) -> int: ...
-def top_main(argv: list[str]) -> int: ...
+    kind: str
+    """What went wrong, as a short word (``not_found``, ``permission``,
+    ``corrupt``, ...)."""
+
+def set_global_tracker(tracker: Any) -> None:
+    """Attach new Trackable objects to ``tracker`` (None: to no tracker)."""
+
+def get_global_tracker() -> Any:
+    """The global tracker, or None."""
+
+def version() -> int:
+    """The API version of the extension."""
+
+def read_snapshot(pid: int | None = None, path: str | PathLike[str] | None = None) -> SnapshotRecord:
+    """Read the inventory another process publishes, by ``pid`` or segment
+    ``path``. Raises :class:`SegmentError` saying what to do."""
+
+def last_serial() -> int:
+    """The last serial issued in this process."""
+
+def cli_main(argv: list[str]) -> int:
+    """Run ``pytracker-cli`` with ``argv``; returns its exit status."""
+
+def top_main(argv: list[str]) -> int:
+    """Run ``pytracker-top`` with ``argv``; returns its exit status."""
+
 def _shutdown() -> None: ...
 def _close_exporters() -> None: ...
 def _after_fork_child() -> None: ...
 def _typecache_stats() -> tuple[int, int]: ...
-def escape_control(text: str) -> str: ...
+def escape_control(text: str) -> str:
+    """``text`` with control characters escaped, safe to print."""
+
 def _register_stock_tracker(tracker: type, entry: type) -> None: ...

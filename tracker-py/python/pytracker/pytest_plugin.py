@@ -12,6 +12,11 @@ Allow some with a marker: ``@pytest.mark.pytracker_allow(2)`` (any classes,
 (per class or glob pattern).
 """
 
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
 import pytest
 
 from . import _native
@@ -20,7 +25,7 @@ from ._leaks import find_leaks, format_leaks, over_limits
 _START = pytest.StashKey[int]()
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pytracker")
     group.addoption(
         "--pytracker-leaks",
@@ -30,7 +35,7 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "pytracker_allow(limit): allow a test to leave Trackable objects alive: "
@@ -38,19 +43,19 @@ def pytest_configure(config):
     )
 
 
-def _enabled(item):
-    return item.config.getoption("--pytracker-leaks", default=False)
+def _enabled(item: pytest.Item) -> bool:
+    return bool(item.config.getoption("--pytracker-leaks", default=False))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_setup(item):
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
     if _enabled(item):
         item.stash[_START] = _native.last_serial()
     return (yield)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_teardown(item, nextitem):
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
     result = yield
     start = item.stash.get(_START, None)
     if start is None:
@@ -59,7 +64,7 @@ def pytest_runtest_teardown(item, nextitem):
     # their values only after this hook: do it first so they are not
     # reported as leaks.
     if getattr(item, "funcargs", None):
-        item.funcargs = {}
+        item.funcargs = {}  # type: ignore[attr-defined]
     leaks = find_leaks(start)
     marker = item.get_closest_marker("pytracker_allow")
     limit = marker.args[0] if marker and marker.args else marker.kwargs.get("limit", 0) if marker else 0

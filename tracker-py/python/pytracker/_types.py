@@ -1,0 +1,65 @@
+"""The shapes of the records pytracker hands out, for type checkers.
+
+At run time they are plain ``dict`` objects; these ``TypedDict`` classes
+name their keys and value types.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = ["ClassRecord", "ProcessRecord", "SnapshotRecord"]
+
+
+class ClassRecord(TypedDict):
+    """One class's counts, as ``CountingTracker.snapshot()``,
+    ``ShmTracker.snapshot()`` and :func:`read_snapshot` give them."""
+
+    name: str
+    """Qualified class name (``module.QualName``)."""
+    live: int
+    """Objects alive now: created and not yet destroyed."""
+    created: int
+    """Objects attached to the tracker so far."""
+    destroyed: int
+    """Objects destroyed (or detached) so far."""
+    updated: int
+    """Bundle updates so far."""
+    first_serial: int
+    """Lowest serial seen, 0 if none."""
+    last_serial: int
+    """Highest serial seen, 0 if none."""
+    name_truncated: bool
+    """The name was cut to fit a segment's fixed-size slot."""
+    overflow: bool
+    """This record sums the classes that did not fit in the class table."""
+    saturated: bool
+    """A count overflowed and is held at its maximum (corrupt or forged
+    source)."""
+
+
+class ProcessRecord(TypedDict):
+    """The process a segment describes."""
+
+    pid: int
+    program: str
+    """Its command line, arguments separated by spaces (cut at 512 bytes)."""
+    started_unix_ms: int
+    """When its segment was created, Unix milliseconds."""
+    writer_state: str
+    """``alive``, ``exited``, ``stale segment``, ``pid reused`` or
+    ``locked by another process``."""
+
+
+class SnapshotRecord(TypedDict):
+    """What :func:`read_snapshot` returns."""
+
+    schema_version: int
+    """Version of this shape, the same as in ``pytracker-cli dump --format
+    json``."""
+    process: ProcessRecord
+    classes: list[ClassRecord]
+    classes_dropped: int
+    """Classes folded into the ``<other classes>`` record."""
+    taken_unix_ms: int
+    """When the snapshot was read, Unix milliseconds."""
