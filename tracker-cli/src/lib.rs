@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod format;
 pub mod output;
 pub mod snapshots;
 pub mod top;

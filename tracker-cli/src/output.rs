@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use tracker_core::{escape_control, is_unsafe_char, ClassSnapshot, Snapshot};
 
+use crate::format::one_line;
+
 use crate::cli::SortKey;
 use crate::error::CliResult;
 
@@ -34,24 +36,6 @@ pub fn select(classes: &mut Vec<ClassSnapshot>, filter: Option<&str>, top: Optio
     }
     if let Some(k) = top {
         classes.truncate(k);
-    }
-}
-
-/// `text` on one line (control and bidirectional formatting characters and
-/// runs of white space become one space), cut to `max` characters with an
-/// ellipsis.
-pub fn one_line(text: &str, max: usize) -> String {
-    let flat = text
-        .split(|c: char| c.is_whitespace() || c.is_control() || is_unsafe_char(c))
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
     }
 }
 
@@ -123,33 +107,66 @@ pub fn write_snapshot_table(
             String::new()
         }
     )?;
-    let mut rows = vec![[
-        "CLASS",
-        "LIVE",
-        "CREATED",
-        "DESTROYED",
-        "UPDATED",
-        "SERIALS",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for c in classes {
-        let mut name = c.name.clone();
-        if c.name_truncated {
-            name.push('…');
-        }
-        rows.push(vec![
-            name,
-            c.live.to_string(),
-            c.created.to_string(),
-            c.destroyed.to_string(),
-            c.updated.to_string(),
-            format!("{}..{}", c.first_serial, c.last_serial),
-        ]);
-    }
-    write_table(out, &rows, &[1, 2, 3, 4])?;
+    let mut rows = vec![CLASS_COLUMNS.iter().map(|c| c.title.to_string()).collect()];
+    rows.extend(
+        classes
+            .iter()
+            .map(|c| CLASS_COLUMNS.iter().map(|col| (col.cell)(c)).collect()),
+    );
+    let right: Vec<usize> = (0..CLASS_COLUMNS.len())
+        .filter(|&i| CLASS_COLUMNS[i].numeric)
+        .collect();
+    write_table(out, &rows, &right)?;
     write_saturation_note(out, snap)
 }
+
+/// A column of the `dump` table, described once: its header, whether it
+/// holds a number (right-aligned) and a record's cell.
+pub struct TextColumn {
+    /// Header text.
+    pub title: &'static str,
+    /// Right-aligned.
+    pub numeric: bool,
+    /// The cell's text for a record.
+    pub cell: fn(&ClassSnapshot) -> String,
+}
+
+/// The columns of the `dump` table, in order.
+pub const CLASS_COLUMNS: [TextColumn; 6] = [
+    TextColumn {
+        title: "CLASS",
+        numeric: false,
+        cell: |c| {
+            let cut = if c.name_truncated { "…" } else { "" };
+            format!("{}{cut}", c.name)
+        },
+    },
+    TextColumn {
+        title: "LIVE",
+        numeric: true,
+        cell: |c| c.live.to_string(),
+    },
+    TextColumn {
+        title: "CREATED",
+        numeric: true,
+        cell: |c| c.created.to_string(),
+    },
+    TextColumn {
+        title: "DESTROYED",
+        numeric: true,
+        cell: |c| c.destroyed.to_string(),
+    },
+    TextColumn {
+        title: "UPDATED",
+        numeric: true,
+        cell: |c| c.updated.to_string(),
+    },
+    TextColumn {
+        title: "SERIALS",
+        numeric: false,
+        cell: |c| format!("{}..{}", c.first_serial, c.last_serial),
+    },
+];
 
 /// One line after a table when counts are held at their maximum.
 pub fn write_saturation_note(out: &mut dyn Write, snap: &Snapshot) -> CliResult<()> {
@@ -385,15 +402,6 @@ mod tests {
         // backslash the exposition format then escapes: the label's value
         // reads `\n`, and no raw CR or LF can split a sample line.
         assert_eq!(label("a\"b\\c\nd\re"), "a\\\"b\\\\c\\\\nd\\\\re");
-    }
-
-    #[test]
-    fn one_line_flattens_and_cuts() {
-        assert_eq!(
-            one_line("python -c \nimport x\n\tx.run()", 100),
-            "python -c import x x.run()"
-        );
-        assert_eq!(one_line("abcdef", 4), "abc…");
     }
 
     #[test]

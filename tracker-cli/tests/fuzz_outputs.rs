@@ -121,7 +121,8 @@ fn exercise(bytes: &[u8], name: &str) {
             }
             let mut term =
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
-            term.draw(|f| tracker_cli::top::view::draw(f, &app))
+            let mut scroll = tracker_cli::top::view::Scroll::default();
+            term.draw(|f| tracker_cli::top::view::draw(f, &app, &mut scroll, 0))
                 .unwrap();
             let screen: String = term
                 .backend()

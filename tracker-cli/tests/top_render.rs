@@ -12,6 +12,8 @@ use tracker_core::{ClassSnapshot, EventKind};
 use tracker_shm::{Event, HeaderInfo, History, WriterState};
 
 const SEC: u64 = 1_000_000_000;
+/// The wall clock the view is drawn at: 65 s after the segment was made.
+const NOW_UNIX_MS: u64 = 1_700_000_065_000;
 
 fn header() -> HeaderInfo {
     HeaderInfo {
@@ -19,7 +21,7 @@ fn header() -> HeaderInfo {
         pid: 4242,
         start_time: 1,
         program: "python service.py --port 8080".into(),
-        created_unix_ms: tracker_core::now_unix_ms() - 65_000,
+        created_unix_ms: NOW_UNIX_MS - 65_000,
         created_mono_ns: 0,
         heartbeat_ns: 100 * SEC,
         state: 1,
@@ -112,7 +114,9 @@ fn app() -> App {
 
 fn render(app: &App, w: u16, h: u16) -> Vec<String> {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| view::draw(f, app)).unwrap();
+    let mut scroll = view::Scroll::default();
+    term.draw(|f| view::draw(f, app, &mut scroll, NOW_UNIX_MS))
+        .unwrap();
     let buf = term.backend().buffer().clone();
     (0..h)
         .map(|y| {
@@ -333,4 +337,51 @@ fn only_rows_on_screen_are_drawn_and_the_selection_stays_visible() {
     let names = table_names(&render(&app, 120, 15));
     assert!(names.contains(&"svc.C489".to_string()), "{names:?}");
     assert!(lines[2].starts_with("┌ classes 500/500 "));
+}
+
+#[test]
+fn help_lists_every_column_from_the_one_description() {
+    let mut app = app();
+    app.apply(Command::Help);
+    let text = render(&app, 140, 40).join("\n");
+    for (i, c) in tracker_cli::top::columns::COLUMNS.iter().enumerate() {
+        assert!(text.contains(c.title), "{} missing from help", c.title);
+        assert!(text.contains(c.about), "{} missing from help", c.about);
+        if i < tracker_cli::top::columns::SORTABLE {
+            assert!(text.contains(&format!("{} {:<12}", i + 1, c.title)));
+        }
+    }
+    // A digit past the sortable columns changes nothing.
+    let mut app = self::app();
+    let before = app.sort;
+    app.apply(Command::SortBy(tracker_cli::top::columns::SORTABLE));
+    assert_eq!(app.sort, before);
+}
+
+#[test]
+fn the_scroll_window_belongs_to_the_caller_and_moves_only_as_needed() {
+    let mut app = App::new(Duration::from_secs(1));
+    let classes: Vec<(u32, ClassSnapshot)> = (0..100u32)
+        .map(|i| (i, class(&format!("svc.C{i:03}"), 1, 1)))
+        .collect();
+    app.ingest(sample(100, &classes, &[], WriterState::Alive));
+    app.apply(Command::SortBy(0));
+    let mut term = Terminal::new(TestBackend::new(120, 15)).unwrap();
+    let mut scroll = view::Scroll::default();
+    let mut frame = |app: &App, scroll: &mut view::Scroll| {
+        term.draw(|f| view::draw(f, app, scroll, NOW_UNIX_MS))
+            .unwrap();
+    };
+    app.apply(Command::End);
+    frame(&app, &mut scroll);
+    let at_end = scroll.offset;
+    assert_eq!(at_end, 100 - 9, "the last 9 rows are shown");
+    // One up stays in the window: the window does not move.
+    app.apply(Command::Move(-1));
+    frame(&app, &mut scroll);
+    assert_eq!(scroll.offset, at_end);
+    // Above the window: it follows the selection.
+    app.apply(Command::Page(-1));
+    frame(&app, &mut scroll);
+    assert_eq!(scroll.offset, app.selected);
 }

@@ -8,6 +8,7 @@ use tracker_core::Snapshot;
 
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::error::CliResult;
+use crate::format::signed;
 use crate::output::{write_json, write_table};
 use crate::snapshots;
 
@@ -59,14 +60,6 @@ pub fn compare(before: &Snapshot, after: &Snapshot) -> Vec<ClassDiff> {
         .collect();
     out.sort_by(|x, y| y.live.cmp(&x.live).then_with(|| x.name.cmp(&y.name)));
     out
-}
-
-fn signed(v: i64) -> String {
-    if v > 0 {
-        format!("+{v}")
-    } else {
-        v.to_string()
-    }
 }
 
 /// Runs `diff`.

@@ -7,7 +7,8 @@ use tracker_shm::{list_segments, user_name, writer_state};
 
 use crate::cli::{PsArgs, PsFormat};
 use crate::error::CliResult;
-use crate::output::{one_line, write_json, write_table};
+use crate::format::{one_line, uptime};
+use crate::output::{write_json, write_table};
 use tracker_core::escape_control;
 
 /// One row of `ps`.
@@ -78,20 +79,6 @@ pub fn rows() -> Vec<PsRow> {
         .collect()
 }
 
-/// Formats seconds as `3d4h`, `2h5m`, `4m10s` or `12s`.
-pub fn format_uptime(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d{h}h")
-    } else if h > 0 {
-        format!("{h}h{m}m")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// Runs `ps`.
 pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
     let rows = rows();
@@ -127,7 +114,7 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                     r.pid.to_string(),
                     owner,
                     program,
-                    opt(r.uptime_seconds.map(format_uptime)),
+                    opt(r.uptime_seconds.map(uptime)),
                     opt(r.live.map(|v| v.to_string())),
                     opt(r.classes.map(|v| v.to_string())),
                     state,
@@ -149,17 +136,4 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uptimes() {
-        assert_eq!(format_uptime(5), "5s");
-        assert_eq!(format_uptime(250), "4m10s");
-        assert_eq!(format_uptime(7500), "2h5m");
-        assert_eq!(format_uptime(3 * 86400 + 4 * 3600), "3d4h");
-    }
 }

@@ -8,23 +8,10 @@ use std::time::Duration;
 
 use tracker_shm::{Event, HeaderInfo, WriterState};
 
+use super::columns::{compare, SORTABLE};
 use super::keys::{Command, Mode};
 use super::sample::Sample;
 
-/// Column titles; the first eight are sortable (keys 1-8).
-pub const COLUMNS: [&str; 9] = [
-    "CLASS",
-    "LIVE",
-    "Δ ATTACH",
-    "CREATED/S",
-    "DESTROYED/S",
-    "CREATED",
-    "DESTROYED",
-    "SERIALS",
-    "TREND",
-];
-/// Sortable columns.
-pub const SORTABLE: usize = 8;
 /// Events kept for the detail pane.
 const EVENTS_KEPT: usize = 5000;
 /// Rows moved by PgUp/PgDn.
@@ -145,9 +132,6 @@ pub struct App {
     pub samples: u64,
     /// Indices into `rows` of the visible rows, filtered and sorted.
     order: Vec<usize>,
-    /// First visible row drawn (kept by the view so the selection stays on
-    /// screen).
-    pub offset: std::cell::Cell<usize>,
 }
 
 impl App {
@@ -175,7 +159,6 @@ impl App {
             lost: 0,
             samples: 0,
             order: Vec::new(),
-            offset: std::cell::Cell::new(0),
         }
     }
 
@@ -304,20 +287,7 @@ impl App {
             .filter(|&i| f.is_empty() || rows[i].name.to_lowercase().contains(&f))
             .collect();
         let sort = self.sort;
-        order.sort_by(|&x, &y| {
-            let (a, b) = (&rows[x], &rows[y]);
-            let by = match sort {
-                0 => a.name.cmp(&b.name),
-                1 => b.live.cmp(&a.live),
-                2 => b.change.cmp(&a.change),
-                3 => b.created_rate.total_cmp(&a.created_rate),
-                4 => b.destroyed_rate.total_cmp(&a.destroyed_rate),
-                5 => b.created.cmp(&a.created),
-                6 => b.destroyed.cmp(&a.destroyed),
-                _ => b.last_serial.cmp(&a.last_serial),
-            };
-            by.then_with(|| a.name.cmp(&b.name))
-        });
+        order.sort_by(|&x, &y| compare(sort, &rows[x], &rows[y]));
         if self.reverse {
             order.reverse();
         }

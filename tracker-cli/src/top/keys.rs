@@ -91,7 +91,8 @@ pub fn command_for(key: KeyEvent, mode: Mode) -> Option<Command> {
             KeyCode::Char('q') | KeyCode::Esc => Command::Quit,
             KeyCode::Char('s') | KeyCode::Tab => Command::NextSort,
             KeyCode::Char('r') | KeyCode::Char('S') => Command::Reverse,
-            KeyCode::Char(c @ '1'..='8') => Command::SortBy(c as usize - '1' as usize),
+            // Digits name the sortable columns; the view ignores the others.
+            KeyCode::Char(c @ '1'..='9') => Command::SortBy(c as usize - '1' as usize),
             KeyCode::Char('/') => Command::StartFilter,
             KeyCode::Enter => Command::Open,
             KeyCode::Char('p') | KeyCode::Char(' ') => Command::Pause,

@@ -7,6 +7,7 @@
 //! * this module: the terminal and the event loop.
 
 pub mod app;
+pub mod columns;
 pub mod keys;
 pub mod sample;
 pub mod view;
@@ -109,6 +110,7 @@ fn event_loop(
     let mut app = App::new(interval);
     let mut reader = segment.as_ref().map(sample::Reader::new);
     let mut next_refresh = Instant::now();
+    let mut scroll = view::Scroll::default();
     let draw_err = |e: std::io::Error| CliError::Terminal(format!("cannot draw: {e}"));
     loop {
         if terminate.load(Ordering::Relaxed) {
@@ -127,7 +129,7 @@ fn event_loop(
         terminal
             .draw(|f| match &picker {
                 Some(p) => view::draw_picker(f, p),
-                None => view::draw(f, &app),
+                None => view::draw(f, &app, &mut scroll, tracker_core::now_unix_ms()),
             })
             .map_err(draw_err)?;
         let wait = next_refresh

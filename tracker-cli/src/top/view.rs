@@ -10,61 +10,51 @@ use ratatui::widgets::{
 use ratatui::Frame;
 use tracker_shm::WriterState;
 
-use super::app::{App, Picker, Row, COLUMNS};
-use crate::commands::ps::format_uptime;
+use super::app::{App, Picker, Row};
+use super::columns::{Width, COLUMNS, SORTABLE};
+use crate::format::{one_line, rate, signed, uptime};
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-
-/// A one-line sparkline of the last `width` values.
-pub fn spark(values: &[u32], width: usize) -> String {
-    let tail = &values[values.len().saturating_sub(width)..];
-    let (Some(min), Some(max)) = (tail.iter().min(), tail.iter().max()) else {
-        return String::new();
-    };
-    let span = (max - min).max(1) as f64;
-    tail.iter()
-        .map(|v| BARS[(((v - min) as f64 / span) * 7.0).round() as usize])
-        .collect()
+/// What the event loop keeps between frames: the first row drawn, moved
+/// just enough to keep the selection on screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scroll {
+    /// Index among the visible rows of the first one drawn.
+    pub offset: usize,
 }
 
-fn rate(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
+impl Scroll {
+    /// Moves the window of `height` rows over `total` so that `selected`
+    /// is in it.
+    pub fn follow(&mut self, selected: usize, height: usize, total: usize) {
+        let mut offset = self.offset.min(total.saturating_sub(1));
+        if selected < offset {
+            offset = selected;
+        } else if height > 0 && selected >= offset + height {
+            offset = selected + 1 - height;
+        }
+        self.offset = offset;
     }
 }
 
-fn signed(v: i64) -> String {
-    if v > 0 {
-        format!("+{v}")
-    } else {
-        v.to_string()
-    }
-}
-
-fn header_lines(app: &App) -> Vec<Line<'static>> {
+fn header_lines(app: &App, now_unix_ms: u64) -> Vec<Line<'static>> {
     let Some(h) = &app.header else {
         return vec![Line::from("attaching…")];
     };
     let state = app.state.unwrap_or(WriterState::Alive);
-    let uptime = tracker_core::now_unix_ms().saturating_sub(h.created_unix_ms) / 1000;
+    let up = now_unix_ms.saturating_sub(h.created_unix_ms) / 1000;
     let beat = app.now_ns.saturating_sub(h.heartbeat_ns) as f64 / 1e9;
     let state_style = if state == WriterState::Alive {
         Style::new().fg(Color::Green)
     } else {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     };
-    let program = crate::output::one_line(&h.program, 60);
+    let program = one_line(&h.program, 60);
     let mut first = vec![
         Span::styled(
             format!("pid {}", h.pid),
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Span::raw(format!(
-            "  {program}  up {}  writer ",
-            format_uptime(uptime)
-        )),
+        Span::raw(format!("  {program}  up {}  writer ", uptime(up))),
         Span::styled(state.label().to_string(), state_style),
         Span::raw(format!(" (heartbeat {beat:.1}s ago)")),
     ];
@@ -98,26 +88,8 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
     lines
 }
 
-fn table_row(r: &Row, trend_width: usize) -> TableRow<'static> {
-    let mut name = if r.growing {
-        format!("▲ {}", r.name)
-    } else {
-        format!("  {}", r.name)
-    };
-    if r.truncated {
-        name.push('…');
-    }
-    let cells = vec![
-        Cell::from(name),
-        Cell::from(r.live.to_string()),
-        Cell::from(signed(r.change)),
-        Cell::from(rate(r.created_rate)),
-        Cell::from(rate(r.destroyed_rate)),
-        Cell::from(r.created.to_string()),
-        Cell::from(r.destroyed.to_string()),
-        Cell::from(format!("{}..{}", r.first_serial, r.last_serial)),
-        Cell::from(spark(&r.trend, trend_width)),
-    ];
+fn table_row(r: &Row) -> TableRow<'static> {
+    let cells: Vec<Cell> = COLUMNS.iter().map(|c| Cell::from((c.cell)(r))).collect();
     let style = if r.growing {
         Style::new().fg(Color::Red)
     } else {
@@ -126,9 +98,10 @@ fn table_row(r: &Row, trend_width: usize) -> TableRow<'static> {
     TableRow::new(cells).style(style)
 }
 
-/// Draws the main view.
-pub fn draw(f: &mut Frame<'_>, app: &App) {
-    let header = header_lines(app);
+/// Draws the main view at wall-clock time `now_unix_ms`; `scroll` is the
+/// event loop's, carried from frame to frame.
+pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, now_unix_ms: u64) {
+    let header = header_lines(app, now_unix_ms);
     let [top, body, footer] = Layout::vertical([
         Constraint::Length(header.len() as u16),
         Constraint::Min(3),
@@ -147,7 +120,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         (body, None)
     };
     if table_area.height > 0 {
-        draw_table(f, app, table_area);
+        draw_table(f, app, scroll, table_area);
     }
     if let Some(area) = detail_area {
         draw_detail(f, app, area);
@@ -163,7 +136,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         } else {
             format!("  filter \"{}\"", app.filter)
         };
-        Line::from(format!("q quit  s/1-8 sort  r reverse  / filter  ↑↓ scroll  Enter details  p pause  ? help{filter}"))
+        Line::from(format!("q quit  s/1-{SORTABLE} sort  r reverse  / filter  ↑↓ scroll  Enter details  p pause  ? help{filter}"))
     };
     f.render_widget(
         Paragraph::new(hint).style(Style::new().add_modifier(Modifier::DIM)),
@@ -174,7 +147,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     }
 }
 
-fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
+fn draw_table(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, area: Rect) {
     let headers: Vec<Cell> = COLUMNS
         .iter()
         .enumerate()
@@ -188,38 +161,25 @@ fn draw_table(f: &mut Frame<'_>, app: &App, area: Rect) {
             } else {
                 ""
             };
-            Cell::from(format!("{c}{mark}"))
+            Cell::from(format!("{}{mark}", c.title))
         })
         .collect();
     // Only the rows on screen are formatted: with 10,000 classes, building
     // every row each frame would cost more than reading the segment.
     let height = area.height.saturating_sub(3) as usize;
     let total = app.visible_len();
-    let mut offset = app.offset.get().min(total.saturating_sub(1));
-    if app.selected < offset {
-        offset = app.selected;
-    } else if height > 0 && app.selected >= offset + height {
-        offset = app.selected + 1 - height;
-    }
-    app.offset.set(offset);
-    let trend_width = 16;
+    scroll.follow(app.selected, height, total);
+    let offset = scroll.offset;
     let rows: Vec<TableRow> = app
         .visible()
         .skip(offset)
         .take(height)
-        .map(|r| table_row(r, trend_width))
+        .map(table_row)
         .collect();
-    let widths = [
-        Constraint::Min(20),
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Length(11),
-        Constraint::Length(13),
-        Constraint::Length(10),
-        Constraint::Length(11),
-        Constraint::Length(17),
-        Constraint::Length(trend_width as u16),
-    ];
+    let widths = COLUMNS.iter().map(|c| match c.width {
+        Width::Min(n) => Constraint::Min(n),
+        Width::Fixed(n) => Constraint::Length(n),
+    });
     let title = format!(" classes {}/{} ", total, app.rows().len());
     let table = Table::new(rows, widths)
         .header(
@@ -302,10 +262,11 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn draw_help(f: &mut Frame<'_>) {
-    let text = [
+    let sort_keys = format!("1 … {SORTABLE}            sort by that column (again: reverse)");
+    let mut text: Vec<String> = [
         "q, Esc, Ctrl-C   quit",
         "s, Tab           sort by the next column",
-        "1 … 8            sort by that column (again: reverse)",
+        sort_keys.as_str(),
         "r                reverse the sort",
         "/                filter by name (Enter keeps, Esc clears)",
         "↑ ↓ j k          move",
@@ -315,10 +276,22 @@ fn draw_help(f: &mut Frame<'_>) {
         "p, Space         freeze the display (the target keeps running)",
         "?                this help",
         "",
-        "▲ red rows: live count above attach time and rising",
-    ];
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    text.extend(COLUMNS.iter().enumerate().map(|(i, c)| {
+        let key = if i < SORTABLE {
+            format!("{}", i + 1)
+        } else {
+            " ".into()
+        };
+        format!("{key} {:<12} {}", c.title, c.about)
+    }));
+    text.push(String::new());
+    text.push("▲ red rows: live count above attach time and rising".into());
     let area = f.area();
-    let w = 64.min(area.width);
+    let w = 76.min(area.width);
     let h = (text.len() as u16 + 2).min(area.height);
     let rect = Rect::new(
         area.x + (area.width - w) / 2,
@@ -328,7 +301,7 @@ fn draw_help(f: &mut Frame<'_>) {
     );
     f.render_widget(Clear, rect);
     f.render_widget(
-        Paragraph::new(text.iter().map(|l| Line::from(*l)).collect::<Vec<_>>())
+        Paragraph::new(text.into_iter().map(Line::from).collect::<Vec<_>>())
             .block(Block::bordered().title(" keys ")),
         rect,
     );
@@ -341,12 +314,7 @@ pub fn draw_picker(f: &mut Frame<'_>, p: &Picker) {
     let items: Vec<ListItem> = p
         .entries
         .iter()
-        .map(|(pid, program, _)| {
-            ListItem::new(format!(
-                "{pid:>8}  {}",
-                crate::output::one_line(program, 100)
-            ))
-        })
+        .map(|(pid, program, _)| ListItem::new(format!("{pid:>8}  {}", one_line(program, 100))))
         .collect();
     let list = List::new(items)
         .block(Block::bordered().title(" tracked processes: pick one "))
