@@ -31,8 +31,12 @@ system-deps: ## install Debian packages the tests use (tmux)
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tmux >/dev/null; }
 
+.PHONY: toolchain
+toolchain: ## make the Rust toolchain pinned in rust-toolchain.toml available
+	@tools/toolchain.sh
+
 .PHONY: build
-build: venv ## build the Rust binaries and install pytracker into the virtualenv
+build: toolchain venv ## build the Rust binaries and install pytracker into the virtualenv
 	cargo build --release --workspace --exclude tracker-py --bins
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
 	  $(MATURIN) develop --release --quiet -m tracker-py/Cargo.toml
@@ -46,17 +50,37 @@ test: build system-deps ## build, then run every test (cargo and pytest)
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/python -q -p no:cacheprovider
 
 .PHONY: lint
-lint: venv ## cargo fmt --check, clippy with warnings denied, ruff on the Python code
+lint: toolchain venv ## cargo fmt --check, clippy with warnings denied, ruff on the Python code
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check .
+
+.PHONY: msrv
+msrv: toolchain ## no std API newer than the declared rust-version (clippy's incompatible_msrv, denied)
+	cargo clippy --workspace --all-targets --quiet -- -A clippy::all -D clippy::incompatible_msrv
+
+.PHONY: memcheck
+memcheck: toolchain ## the Rust tests of the crates with unsafe memory code, under valgrind memcheck
+	tools/memcheck.sh
+
+# cargo-deny, built once into .tools/ (a few minutes) at a pinned version.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := .tools/bin/cargo-deny
+
+$(CARGO_DENY): Makefile
+	cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked --quiet --root .tools
+	touch $@
+
+.PHONY: audit
+audit: toolchain $(CARGO_DENY) ## dependency audit: licences, bans and sources (deny.toml)
+	$(CARGO_DENY) check bans licenses sources
 
 .PHONY: demo
 demo: build ## run the built-in tracked workload and show its inventory
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) examples/demo.py
 
 .PHONY: test-matrix
-test-matrix: ## build and run the Python suite on every supported CPython (tests/matrix/interpreters)
+test-matrix: toolchain ## build and run the Python suite on every supported CPython (tests/matrix/interpreters)
 	tests/matrix/run.sh
 
 # Optimized interpreters, as users run them: Debian's 3.11 on the host and
