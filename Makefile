@@ -33,7 +33,7 @@ system-deps: ## install Debian packages the tests use (tmux)
 
 .PHONY: toolchain
 toolchain: ## make the Rust toolchain pinned in rust-toolchain.toml available
-	@tools/toolchain.sh
+	@scripts/toolchain.sh
 
 .PHONY: build
 build: toolchain venv ## build the Rust binaries and install pytracker into the virtualenv
@@ -61,7 +61,7 @@ msrv: toolchain ## no std API newer than the declared rust-version (clippy's inc
 
 .PHONY: memcheck
 memcheck: toolchain ## the Rust tests of the crates with unsafe memory code, under valgrind memcheck
-	tools/memcheck.sh
+	scripts/memcheck.sh
 
 # cargo-deny, built once into .tools/ (a few minutes) at a pinned version.
 CARGO_DENY_VERSION := 0.20.2
