@@ -52,7 +52,8 @@ def test_ps_lists_the_process(proc, shm_dir):
     assert len(row) == 1
     assert " 170 " in row[0] and " 3 " in row[0] and "alive" in row[0]
     data = json.loads(ok("ps", "--format", "json"))
-    (me,) = [r for r in data if r["pid"] == proc.pid]
+    assert data["schema_version"] == 1
+    (me,) = [r for r in data["processes"] if r["pid"] == proc.pid]
     assert (me["live"], me["classes"], me["state"]) == (170, 3, "alive")
     assert me["segment"].startswith(str(shm_dir))
 
@@ -113,7 +114,7 @@ def test_dump_json_csv_openmetrics(proc):
     assert re.search(r'class="__main__.Order"\} 120$', text, re.M)
 
 
-def test_diff_files_and_live(proc, tmp_path):
+def test_diff_files_and_live(proc, tmp_path, shm_dir):
     before = tmp_path / "before.json"
     after = tmp_path / "after.json"
     before.write_text(ok("dump", "--pid", proc.pid, "--format", "json"))
@@ -127,9 +128,40 @@ def test_diff_files_and_live(proc, tmp_path):
     assert lines[3].split() == ["__main__.Order", "120", "0", "+10", "+10"]
     assert len(lines) == 4  # Audit did not change
     data = json.loads(ok("diff", before, after, "--format", "json"))
-    assert data[0]["name"] == "__main__.Line" and data[0]["live"] == 30
-    out = ok("diff", "--pid", proc.pid, "--interval", "200ms")
-    assert "0 classes changed" in out
+    assert data["schema_version"] == 1
+    assert data["process"]["pid"] == proc.pid
+    assert data["before_unix_ms"] <= data["after_unix_ms"]
+    assert data["classes"][0]["name"] == "__main__.Line" and data["classes"][0]["live"] == 30
+    r = cli("diff", "--pid", proc.pid, "--interval", "200ms")
+    assert r.returncode == 0, r.stderr
+    assert "0 classes changed" in r.stdout
+    assert "second snapshot of pid %d in 200ms (--interval)" % proc.pid in r.stderr
+    # The wrong order, and snapshots of two processes, are refused.
+    r = cli("diff", after, before)
+    assert r.returncode == 2 and "give the older snapshot first" in r.stderr, r.stderr
+    other = TrackedProcess(shm_dir)
+    try:
+        other.make("Line", 1, 0)
+        elsewhere = tmp_path / "other.json"
+        elsewhere.write_text(ok("dump", "--pid", other.pid, "--format", "json"))
+    finally:
+        other.kill()
+    r = cli("diff", before, elsewhere)
+    assert r.returncode == 2 and "different processes" in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_diff_rejects_a_bad_format_before_waiting(proc):
+    import time
+
+    started = time.monotonic()
+    r = cli("diff", "--pid", proc.pid, "--interval", "30s", "--format", "csv")
+    assert r.returncode == 2 and "invalid value 'csv'" in r.stderr, r.stderr
+    assert time.monotonic() - started < 10
+    help_text = cli("diff", "--help").stdout
+    formats = help_text[help_text.index("      --format <FORMAT>") : help_text.index("      --all")]
+    assert "- table:" in formats and "- json:" in formats
+    assert "csv" not in formats and "openmetrics" not in formats
 
 
 def test_check_exit_codes(proc, tmp_path):

@@ -90,7 +90,7 @@ def test_root_refuses_segments_planted_by_another_user(shared_dir):
         notes = [l for l in ps.stdout.splitlines() if l.startswith("UNTRUSTED ")]
         assert any("its name says uid 0 but the file is owned by uid 65534" in l for l in notes), notes
         assert any("process %d runs as uid 0 but the file is owned by uid 65534" % victim.pid in l for l in notes), notes
-        rows = json.loads(cli("ps", "--format", "json").stdout)
+        rows = json.loads(cli("ps", "--format", "json").stdout)["processes"]
         owners = sorted((r["owner_uid"], "untrusted" in r) for r in rows)
         assert owners == [(0, False), (NOBODY, True), (NOBODY, True)]
 

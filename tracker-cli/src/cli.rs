@@ -99,7 +99,8 @@ pub enum Format {
 pub enum DiffFormat {
     /// Aligned columns.
     Table,
-    /// A JSON list of per-class changes.
+    /// A JSON document: the snapshots' times and process, and the
+    /// per-class changes.
     Json,
 }
 

@@ -38,6 +38,19 @@ pub struct PsRow {
     pub segment: String,
 }
 
+/// Version of the `ps --format json` document; raised when a field changes
+/// meaning or goes away (new fields do not raise it).
+pub const PS_SCHEMA_VERSION: u32 = 1;
+
+/// The `ps --format json` document.
+#[derive(Debug, Serialize)]
+pub struct PsDocument<'a> {
+    /// [`PS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// One entry per segment found.
+    pub processes: &'a [PsRow],
+}
+
 /// Collects the rows.
 pub fn rows() -> Vec<PsRow> {
     let now = tracker_core::now_unix_ms();
@@ -83,7 +96,13 @@ pub fn rows() -> Vec<PsRow> {
 pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
     let rows = rows();
     match args.format {
-        PsFormat::Json => write_json(out, &rows)?,
+        PsFormat::Json => write_json(
+            out,
+            &PsDocument {
+                schema_version: PS_SCHEMA_VERSION,
+                processes: &rows,
+            },
+        )?,
         PsFormat::Table => {
             if rows.is_empty() {
                 writeln!(
