@@ -35,11 +35,23 @@ system-deps: ## install Debian packages the tests use (tmux)
 toolchain: ## make the Rust toolchain pinned in rust-toolchain.toml available
 	@scripts/toolchain.sh
 
-.PHONY: build
-build: toolchain venv ## build the Rust binaries and install pytracker into the virtualenv
-	cargo build --release --workspace --exclude tracker-py --bins
+# The extension is rebuilt and reinstalled only when a Rust source, a
+# manifest or the virtualenv changed (maturin develop takes about 13 s even
+# when cargo has nothing to do). The Python sources are installed editable.
+EXT_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
+EXTENSION := tracker-py/python/pytracker/_native$(EXT_SUFFIX)
+RUST_SOURCES := $(shell find tracker-core tracker-shm tracker-cli tracker-py \
+  -name target -prune -o \( -name '*.rs' -o -name Cargo.toml -o -name pyproject.toml \) -print) \
+  Cargo.toml Cargo.lock rust-toolchain.toml
+
+$(EXTENSION): $(VENV)/.ready $(RUST_SOURCES)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
 	  $(MATURIN) develop --release --quiet -m tracker-py/Cargo.toml
+	touch $@
+
+.PHONY: build
+build: toolchain venv $(EXTENSION) ## build the Rust binaries and install pytracker into the virtualenv (only what changed)
+	cargo build --release --workspace --exclude tracker-py --bins
 
 .PHONY: test
 test: build system-deps ## build, then run every test (cargo and pytest)
