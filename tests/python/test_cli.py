@@ -412,3 +412,75 @@ def test_versions_and_shell_completions(tmp_path):
          "bash", str(tmp_path / "pytracker-cli.bash")],
         capture_output=True, text=True)
     assert "dump" in r.stdout.split() and "diff" in r.stdout.split(), r.stdout + r.stderr
+
+
+def test_output_file_is_replaced_atomically(proc, tmp_path):
+    """`-o FILE` on every report command; a reader polling FILE while it is
+    rewritten many times sees either the old or the new report, never a
+    partial one; a failing command leaves FILE alone."""
+    import threading
+
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    target = outdir / "pytracker.prom"
+    assert cli("dump", "--pid", proc.pid, "--format", "openmetrics", "-o", target).returncode == 0
+    first = target.read_text()
+    assert first.rstrip().endswith("# EOF") and oct(target.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    seen, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.append(target.read_text())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(40):
+            assert cli("dump", "--pid", proc.pid, "--format", "openmetrics", "--output", target).returncode == 0
+    finally:
+        stop.set()
+        t.join()
+    assert len(seen) > 40
+    assert all(text.rstrip().endswith("# EOF") for text in seen), "a reader saw a partial file"
+    # A failing command keeps the last good report and leaves no temporary file.
+    r = cli("dump", "--pid", "999999999", "--format", "openmetrics", "-o", target)
+    assert r.returncode != 0 and target.read_text().rstrip().endswith("# EOF")
+    assert [p.name for p in outdir.iterdir()] == ["pytracker.prom"]
+    # Every report command takes it.
+    for args in (("ps",), ("ps", "--format", "json"), ("diff", "--pid", proc.pid, "--interval", "10ms"),
+                 ("check", "--pid", proc.pid, "--max-total", "1000000"), ("clean",)):
+        out = outdir / ("%s.out" % args[0])
+        r = cli(*args, "-o", out)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "" and out.read_text(), args
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_man_pages_from_the_clap_definitions(tmp_path):
+    import shutil
+    import subprocess
+
+    r = cli("man", tmp_path / "man1")
+    assert r.returncode == 0, r.stderr
+    pages = sorted(p.name for p in (tmp_path / "man1").iterdir())
+    assert pages == sorted(
+        ["pytracker-cli.1", "pytracker-top.1"]
+        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "completions", "man")]
+    )
+    page = (tmp_path / "man1" / "pytracker-cli-dump.1").read_text()
+    assert page.startswith(".ie") or page.startswith(".TH"), page[:80]
+    for option in ("\\-\\-pid", "\\-\\-format", "\\-\\-output", "openmetrics"):
+        assert option in page, option
+    if shutil.which("man"):
+        shown = subprocess.run(
+            ["man", "-l", str(tmp_path / "man1" / "pytracker-top.1")],
+            capture_output=True, text=True, env={"MANPAGER": "cat", "PATH": "/usr/bin:/bin", "TERM": "dumb"},
+        )
+        assert shown.returncode == 0 and "interval" in shown.stdout, shown.stderr

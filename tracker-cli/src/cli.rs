@@ -17,6 +17,12 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Write the report to FILE instead of standard output, atomically: it
+    /// is written beside FILE and renamed over it once complete, so a
+    /// reader (node_exporter's textfile collector, a CI step) never sees a
+    /// partial report, and FILE is left alone if the command fails.
+    #[arg(short = 'o', long, value_name = "FILE", global = true)]
+    pub output: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -48,6 +54,19 @@ pub enum Command {
         after_help = "Examples:\n  pytracker-cli completions bash > ~/.local/share/bash-completion/completions/pytracker-cli\n  pytracker-cli completions zsh > \"${fpath[1]}/_pytracker-cli\"\n  pytracker-cli completions fish > ~/.config/fish/completions/pytracker-cli.fish"
     )]
     Completions(CompletionsArgs),
+    /// Write man pages for pytracker-cli, each of its commands and
+    /// pytracker-top into a directory.
+    #[command(
+        after_help = "Examples:\n  pytracker-cli man ~/.local/share/man/man1\n  man -l ~/.local/share/man/man1/pytracker-cli-dump.1"
+    )]
+    Man(ManArgs),
+}
+
+/// `man` arguments.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 /// `completions` arguments.

@@ -57,7 +57,38 @@ pub fn run_command(command: &Command, out: &mut dyn Write) -> Result<i32, CliErr
         Command::Check(a) => commands::check::run(a, out),
         Command::Clean(a) => commands::clean::run(a, out),
         Command::Completions(a) => commands::completions::run(a, out),
+        Command::Man(a) => commands::man::run(a, out),
     }
+}
+
+/// Runs `command` with its report going to `path`, atomically: into a
+/// temporary file beside it (mode 0644 less the umask), renamed over
+/// `path` once the command succeeded and everything was written. A failing
+/// command leaves `path` as it was.
+fn run_to_file(command: &Command, path: &std::path::Path) -> Result<i32, CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let cannot = |what: &str, e: std::io::Error| {
+        CliError::Usage(format!("cannot {what} {}: {e}", path.display()))
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pytracker-cli-")
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| cannot("write beside", e))?;
+    let code = {
+        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+        let code = run_command(command, &mut out)?;
+        out.flush().map_err(|e| cannot("write", e))?;
+        code
+    };
+    tmp.as_file().sync_all().map_err(|e| cannot("write", e))?;
+    tmp.persist(path).map_err(|e| cannot("replace", e.error))?;
+    Ok(code)
 }
 
 /// `pytracker-cli` with these arguments; returns the exit code.
@@ -66,6 +97,12 @@ pub fn main_cli(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(path) = cli.output.as_deref().filter(|p| p.as_os_str() != "-") {
+        return match run_to_file(&cli.command, path) {
+            Ok(code) => code,
+            Err(e) => report("pytracker-cli", &e),
+        };
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = run_command(&cli.command, &mut out);

@@ -5,4 +5,5 @@ pub mod clean;
 pub mod completions;
 pub mod diff;
 pub mod dump;
+pub mod man;
 pub mod ps;
