@@ -75,13 +75,12 @@ msrv: toolchain ## no std API newer than the declared rust-version (clippy's inc
 memcheck: toolchain ## the Rust tests of the crates with unsafe memory code, under valgrind memcheck
 	scripts/memcheck.sh
 
-# cargo-deny, built once into .tools/ (a few minutes) at a pinned version.
+# cargo-deny, built once per pinned version into .tools/ (a few minutes).
 CARGO_DENY_VERSION := 0.20.2
-CARGO_DENY := .tools/bin/cargo-deny
+CARGO_DENY := .tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
 
-$(CARGO_DENY): Makefile
-	cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked --quiet --root .tools
-	touch $@
+$(CARGO_DENY):
+	cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked --quiet --root .tools/cargo-deny-$(CARGO_DENY_VERSION)
 
 .PHONY: audit
 audit: toolchain $(CARGO_DENY) ## dependency audit: licences, bans and sources (deny.toml)
