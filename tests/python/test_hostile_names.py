@@ -149,11 +149,11 @@ def test_top_shows_hostile_names_escaped(hostile_proc, tmp_path):
         tmux.type("%s --pid %d" % (binary("pytracker-top"), hostile_proc), enter=True)
         shown = ("\\x1b[2J", "\\x1b]0;pwned\\x07", "a\\nok: 1 rule(s) hold", "csi\\u{9b}2J", "rlo\\u{202e}txt.exe")
         # The whole frame: a capture may come while it is still being drawn.
-        tmux.wait_for(lambda s: "classes 11/11" in s and all(n in s for n in shown))
+        tmux.wait_for(lambda s: "┌ classes 11 " in s and all(n in s for n in shown))
         title = tmux.run("display-message", "-p", "-t", "t", "#{pane_title}").stdout
         assert "pwned" not in title
         tmux.key("q")
-        tmux.wait_for(lambda s: "classes 11/11" not in s)
+        tmux.wait_for(lambda s: "┌ classes 11 " not in s)
         assert tmux.stty_restored()
     finally:
         tmux.close()

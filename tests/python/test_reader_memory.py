@@ -71,7 +71,7 @@ def test_dump_and_top_memory_is_bounded_on_the_largest_segment(tmp_path):
     tmux = Tmux(tmp_path)
     try:
         tmux.type("%s --path %s --interval 100ms" % (binary("pytracker-top"), path), enter=True)
-        tmux.wait_for(lambda s: "classes 65535/65535" in s, timeout=30)
+        tmux.wait_for(lambda s: "┌ classes 65535 " in s, timeout=30)
         time.sleep(1.5)  # a dozen refreshes
         pids = subprocess.run(["pgrep", "-x", "pytracker-top"], capture_output=True, text=True).stdout.split()
         hwm = []

@@ -86,6 +86,8 @@ def rows(screen):
     out = []
     for line in screen.splitlines():
         cells = line.strip("│ ").split()
+        if cells and cells[0] == "›":  # the selection pointer (without colour)
+            cells = cells[1:]
         if cells and cells[0] == "▲":
             cells = cells[1:]
         if cells and cells[0].startswith("__main__."):
@@ -123,10 +125,28 @@ def test_live_view_keys_and_restore(tmux, shm_dir, proc):
     tmux.wait_for(lambda s: "┌ keys" in s)
     tmux.key("Escape")
     tmux.wait_for(lambda s: "┌ keys" not in s)
+    screen = tmux.wait_for(lambda s: 'filter "ord": 1 of 3 classes' in s)
+    assert "┌ 1 of 3 classes" in screen
 
-    tmux.key("q")
+    # Esc clears the kept filter first; only then does it quit.
+    tmux.key("Escape")
+    screen = tmux.wait_for(lambda s: len(rows(s)) == 3)
+    assert "CREATED/S" in screen and 'filter "' not in screen
+    tmux.key("Escape")
     tmux.wait_for(lambda s: "CREATED/S" not in s)
     assert tmux.stty_restored(), "the terminal settings are back as they were"
+
+
+def test_narrow_terminal_and_no_color(tmux, shm_dir, proc):
+    tmux.run("resize-window", "-t", "t", "-x", "80", "-y", "24")
+    tmux.type("export NO_COLOR=1", enter=True)
+    start_top(tmux, shm_dir, "--pid %d --interval 200ms" % proc.pid)
+    screen = tmux.wait_for(lambda s: "__main__.Audit" in s)
+    assert all(len(line) <= 80 for line in screen.splitlines())
+    assert [r[0] for r in rows(screen)] == ["__main__.Order", "__main__.Line", "__main__.Audit"]
+    assert "›" in screen, "the selection is marked without colour"
+    tmux.key("q")
+    tmux.wait_for(lambda s: "CREATED/S" not in s)
 
 
 def test_target_exit_is_shown_and_ctrl_c_quits(tmux, shm_dir, proc):

@@ -122,7 +122,11 @@ fn exercise(bytes: &[u8], name: &str) {
             let mut term =
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
             let mut scroll = tracker_cli::top::view::Scroll::default();
-            term.draw(|f| tracker_cli::top::view::draw(f, &app, &mut scroll, 0))
+            let inputs = tracker_cli::top::view::Inputs {
+                now_unix_ms: 0,
+                palette: tracker_cli::top::view::Palette::new(false),
+            };
+            term.draw(|f| tracker_cli::top::view::draw(f, &app, &mut scroll, &inputs))
                 .unwrap();
             let screen: String = term
                 .backend()

@@ -112,10 +112,21 @@ fn app() -> App {
     app
 }
 
+fn inputs(no_color: bool) -> view::Inputs {
+    view::Inputs {
+        now_unix_ms: NOW_UNIX_MS,
+        palette: view::Palette::new(no_color),
+    }
+}
+
 fn render(app: &App, w: u16, h: u16) -> Vec<String> {
+    render_with(app, w, h, false)
+}
+
+fn render_with(app: &App, w: u16, h: u16, no_color: bool) -> Vec<String> {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     let mut scroll = view::Scroll::default();
-    term.draw(|f| view::draw(f, app, &mut scroll, NOW_UNIX_MS))
+    term.draw(|f| view::draw(f, app, &mut scroll, &inputs(no_color)))
         .unwrap();
     let buf = term.backend().buffer().clone();
     (0..h)
@@ -155,9 +166,9 @@ fn header_and_table() {
         lines[1],
         "live 37  created 420/s  destroyed 401/s  classes 3"
     );
-    assert!(lines[2].starts_with("┌ classes 3/3 "));
+    assert!(lines[2].starts_with("┌ classes 3 "));
     let head: Vec<&str> = lines[3].trim_matches('│').split_whitespace().collect();
-    assert_eq!(&head[..4], &["CLASS", "LIVE", "▼", "Δ"]);
+    assert_eq!(&head[..4], &["CLASS", "LIVE", "↓", "Δ"]);
     // sorted by live, descending; the leaking class is marked
     assert_eq!(
         table_names(&lines),
@@ -204,10 +215,12 @@ fn sorting_by_columns_and_reverse() {
         table_names(&lines),
         vec!["svc.Request", "svc.Cache", "svc.Session"]
     );
-    assert!(lines[3].contains("CREATED/S ▼"));
+    assert!(lines[3].contains("CREATED/S ↓"));
     app.apply(Command::Reverse);
     let lines = render(&app, 140, 12);
-    assert!(lines[3].contains("CREATED/S ▲"));
+    assert!(lines[3].contains("CREATED/S ↑"));
+    // ▲ marks growing classes only, never the sort direction.
+    assert!(!lines[3].contains('▲') && !lines[3].contains('▼'));
     assert_eq!(table_names(&lines)[0], "svc.Session");
 }
 
@@ -220,13 +233,135 @@ fn filter_typing_and_clearing() {
     }
     let lines = render(&app, 140, 12);
     assert_eq!(table_names(&lines), vec!["svc.Cache"]);
-    assert!(lines[2].starts_with("┌ classes 1/3 "));
+    assert!(lines[2].starts_with("┌ 1 of 3 classes "), "{}", lines[2]);
     assert!(lines[11].starts_with("filter: cach"), "{}", lines[11]);
+    assert!(lines[11].contains("1 of 3 classes"), "{}", lines[11]);
     app.apply(Command::FilterDone);
-    assert!(render(&app, 140, 12)[11].contains("filter \"cach\""));
+    let footer = &render(&app, 140, 12)[11];
+    assert!(
+        footer.contains("filter \"cach\": 1 of 3 classes"),
+        "{footer}"
+    );
     app.apply(Command::StartFilter);
     app.apply(Command::FilterCancel);
     assert_eq!(table_names(&render(&app, 140, 12)).len(), 3);
+}
+
+#[test]
+fn esc_clears_the_filter_first_and_quits_only_from_the_plain_table() {
+    use tracker_cli::top::app::Flow;
+    use tracker_cli::top::keys::{command_for, Mode};
+    let esc = || {
+        ratatui::crossterm::event::KeyEvent::new(
+            ratatui::crossterm::event::KeyCode::Esc,
+            ratatui::crossterm::event::KeyModifiers::NONE,
+        )
+    };
+    let mut app = app();
+    let press = |app: &mut App| app.apply(command_for(esc(), app.mode()).unwrap());
+    app.apply(Command::StartFilter);
+    app.apply(Command::FilterChar('c'));
+    app.apply(Command::FilterDone);
+    assert_eq!(press(&mut app), Flow::Continue, "Esc clears the filter");
+    assert!(app.filter.is_empty());
+    app.apply(Command::Open);
+    assert_eq!(press(&mut app), Flow::Continue, "Esc closes the pane");
+    assert!(app.detail.is_none());
+    app.apply(Command::Help);
+    assert_eq!(press(&mut app), Flow::Continue, "Esc closes the help");
+    assert_eq!(app.mode(), Mode::Table);
+    assert_eq!(press(&mut app), Flow::Quit, "then Esc quits");
+}
+
+/// Classes with long nested names and six-digit serial ranges.
+fn wide_app() -> App {
+    let mut app = App::new(Duration::from_secs(1));
+    let classes: Vec<(u32, ClassSnapshot)> = [
+        "warehouse.inventory.models.Catalog.Record",
+        "warehouse.inventory.models.Catalog.Index",
+        "warehouse.http.handlers.RequestContext",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, n)| {
+        let mut c = class(n, 16_000 + i as u64, 16_588 + i as u64);
+        c.first_serial = 11;
+        c.last_serial = 165_980 + i as u64;
+        (i as u32, c)
+    })
+    .collect();
+    app.ingest(sample(100, &classes, &[], WriterState::Alive));
+    app
+}
+
+#[test]
+fn readable_at_80_100_and_120_columns() {
+    let app = wide_app();
+    for width in [80u16, 100, 120] {
+        let lines = render(&app, width, 12);
+        let rows: Vec<&String> = lines[4..7].iter().collect();
+        for row in &rows {
+            assert_eq!(row.chars().filter(|c| *c == '│').count(), 2, "{row}");
+            // The class part of every name survives.
+            assert!(
+                row.contains(".Record") || row.contains(".Index") || row.contains("RequestContext"),
+                "width {width}: {row}"
+            );
+            // Live counts are never cut.
+            assert!(row.contains("1600"), "width {width}: {row}");
+        }
+        let header = &lines[3];
+        assert!(
+            header.contains("CLASS") && header.contains("LIVE"),
+            "{header}"
+        );
+        // Serial ranges are whole when shown at all.
+        for row in &rows {
+            if let Some(at) = row.find("11..") {
+                assert!(row[at..].starts_with("11..16598"), "width {width}: {row}");
+            }
+        }
+        if width == 80 {
+            // Low-priority columns went first; the names still have room.
+            assert!(!header.contains("DESTROYED "), "{header}");
+            assert!(
+                rows.iter().any(|r| r.contains("Catalog.Record")),
+                "{rows:?}"
+            );
+        }
+        if width == 120 {
+            assert!(
+                rows.iter()
+                    .any(|r| r.contains("warehouse.inventory.models.Catalog.Record")),
+                "{rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_colour_the_selection_is_still_visible() {
+    let app = wide_app();
+    let mut term = Terminal::new(TestBackend::new(100, 12)).unwrap();
+    let mut scroll = view::Scroll::default();
+    term.draw(|f| view::draw(f, &app, &mut scroll, &inputs(true)))
+        .unwrap();
+    let buf = term.backend().buffer().clone();
+    let colours: Vec<_> = buf
+        .content()
+        .iter()
+        .filter(|c| c.fg != ratatui::style::Color::Reset || c.bg != ratatui::style::Color::Reset)
+        .collect();
+    assert!(
+        colours.is_empty(),
+        "NO_COLOR drew colours: {:?}",
+        colours.first()
+    );
+    let selected: String = (0..100).map(|x| buf[(x, 4)].symbol().to_string()).collect();
+    assert!(selected.contains('›'), "{selected}");
+    assert!(buf[(3, 4)]
+        .modifier
+        .contains(ratatui::style::Modifier::REVERSED));
 }
 
 #[test]
@@ -336,7 +471,7 @@ fn only_rows_on_screen_are_drawn_and_the_selection_stays_visible() {
     app.apply(Command::Page(-1));
     let names = table_names(&render(&app, 120, 15));
     assert!(names.contains(&"svc.C489".to_string()), "{names:?}");
-    assert!(lines[2].starts_with("┌ classes 500/500 "));
+    assert!(lines[2].starts_with("┌ classes 500 "));
 }
 
 #[test]
@@ -369,7 +504,7 @@ fn the_scroll_window_belongs_to_the_caller_and_moves_only_as_needed() {
     let mut term = Terminal::new(TestBackend::new(120, 15)).unwrap();
     let mut scroll = view::Scroll::default();
     let mut frame = |app: &App, scroll: &mut view::Scroll| {
-        term.draw(|f| view::draw(f, app, scroll, NOW_UNIX_MS))
+        term.draw(|f| view::draw(f, app, scroll, &inputs(false)))
             .unwrap();
     };
     app.apply(Command::End);

@@ -52,6 +52,15 @@ pub struct Row {
     pub growing: bool,
 }
 
+/// Whether the view goes on after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// End the view.
+    Quit,
+}
+
 /// The process picker shown when several processes are tracked.
 #[derive(Debug, Default)]
 pub struct Picker {
@@ -315,11 +324,13 @@ impl App {
         self.selected = self.selected.min(self.order.len().saturating_sub(1));
     }
 
-    /// Applies a command (Quit is handled by the caller).
-    pub fn apply(&mut self, cmd: Command) {
+    /// Applies a command; says whether the view should end.
+    pub fn apply(&mut self, cmd: Command) -> Flow {
         let n = self.order.len() as i64;
         match cmd {
-            Command::Quit => {}
+            Command::Quit => return Flow::Quit,
+            Command::Escape if self.filter.is_empty() => return Flow::Quit,
+            Command::Escape => self.filter.clear(),
             Command::NextSort => self.sort = (self.sort + 1) % SORTABLE,
             Command::SortBy(c) if c < SORTABLE => {
                 if self.sort == c {
@@ -366,5 +377,6 @@ impl App {
             Command::Help => self.help = !self.help,
         }
         self.reorder();
+        Flow::Continue
     }
 }

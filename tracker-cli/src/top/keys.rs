@@ -35,6 +35,8 @@ pub enum Command {
     Open,
     /// Close the detail pane or help.
     Back,
+    /// Esc on the table: clears the filter if there is one, else quits.
+    Escape,
     /// Freeze or unfreeze the display.
     Pause,
     /// Show or hide help.
@@ -88,7 +90,8 @@ pub fn command_for(key: KeyEvent, mode: Mode) -> Option<Command> {
             _ => return movement(&key),
         }),
         Mode::Table => Some(match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => Command::Quit,
+            KeyCode::Char('q') => Command::Quit,
+            KeyCode::Esc => Command::Escape,
             KeyCode::Char('s') | KeyCode::Tab => Command::NextSort,
             KeyCode::Char('r') | KeyCode::Char('S') => Command::Reverse,
             // Digits name the sortable columns; the view ignores the others.
@@ -130,7 +133,7 @@ mod tests {
         );
         assert_eq!(
             command_for(k(KeyCode::Esc), Mode::Table),
-            Some(Command::Quit)
+            Some(Command::Escape)
         );
         assert_eq!(
             command_for(

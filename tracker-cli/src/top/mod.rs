@@ -111,6 +111,7 @@ fn event_loop(
     let mut reader = segment.as_ref().map(sample::Reader::new);
     let mut next_refresh = Instant::now();
     let mut scroll = view::Scroll::default();
+    let palette = view::Palette::from_env();
     let draw_err = |e: std::io::Error| CliError::Terminal(format!("cannot draw: {e}"));
     loop {
         if terminate.load(Ordering::Relaxed) {
@@ -129,7 +130,13 @@ fn event_loop(
         terminal
             .draw(|f| match &picker {
                 Some(p) => view::draw_picker(f, p),
-                None => view::draw(f, &app, &mut scroll, tracker_core::now_unix_ms()),
+                None => {
+                    let inputs = view::Inputs {
+                        now_unix_ms: tracker_core::now_unix_ms(),
+                        palette,
+                    };
+                    view::draw(f, &app, &mut scroll, &inputs)
+                }
             })
             .map_err(draw_err)?;
         let wait = next_refresh
@@ -164,10 +171,9 @@ fn event_loop(
             continue;
         }
         if let Some(cmd) = keys::command_for(key, app.mode()) {
-            if cmd == Command::Quit {
+            if app.apply(cmd) == app::Flow::Quit {
                 return Ok(0);
             }
-            app.apply(cmd);
         }
     }
 }

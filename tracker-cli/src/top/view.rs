@@ -11,7 +11,7 @@ use ratatui::Frame;
 use tracker_shm::WriterState;
 
 use super::app::{App, Picker, Row};
-use super::columns::{Width, COLUMNS, SORTABLE};
+use super::columns::{layout, COLUMNS, SORTABLE};
 use crate::format::{one_line, rate, signed, uptime};
 
 /// What the event loop keeps between frames: the first row drawn, moved
@@ -36,7 +36,8 @@ impl Scroll {
     }
 }
 
-fn header_lines(app: &App, now_unix_ms: u64) -> Vec<Line<'static>> {
+fn header_lines(app: &App, inputs: &Inputs) -> Vec<Line<'static>> {
+    let (now_unix_ms, style) = (inputs.now_unix_ms, &inputs.palette);
     let Some(h) = &app.header else {
         return vec![Line::from("attaching…")];
     };
@@ -44,9 +45,9 @@ fn header_lines(app: &App, now_unix_ms: u64) -> Vec<Line<'static>> {
     let up = now_unix_ms.saturating_sub(h.created_unix_ms) / 1000;
     let beat = app.now_ns.saturating_sub(h.heartbeat_ns) as f64 / 1e9;
     let state_style = if state == WriterState::Alive {
-        Style::new().fg(Color::Green)
+        style.alive
     } else {
-        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        style.gone
     };
     let program = one_line(&h.program, 60);
     let mut first = vec![
@@ -59,10 +60,7 @@ fn header_lines(app: &App, now_unix_ms: u64) -> Vec<Line<'static>> {
         Span::raw(format!(" (heartbeat {beat:.1}s ago)")),
     ];
     if app.paused() {
-        first.push(Span::styled(
-            "  PAUSED",
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        ));
+        first.push(Span::styled("  PAUSED", style.paused));
     }
     let mut lines = vec![
         Line::from(first),
@@ -82,26 +80,92 @@ fn header_lines(app: &App, now_unix_ms: u64) -> Vec<Line<'static>> {
     if state != WriterState::Alive {
         lines.push(Line::styled(
             format!("target {}: showing its last data", state.label()),
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            style.gone,
         ));
     }
     lines
 }
 
-fn table_row(r: &Row) -> TableRow<'static> {
-    let cells: Vec<Cell> = COLUMNS.iter().map(|c| Cell::from((c.cell)(r))).collect();
-    let style = if r.growing {
-        Style::new().fg(Color::Red)
+fn table_row(r: &Row, shown: &[(usize, u16)], style: &Palette) -> TableRow<'static> {
+    let cells: Vec<Cell> = shown
+        .iter()
+        .map(|&(i, w)| Cell::from((COLUMNS[i].cell)(r, usize::from(w))))
+        .collect();
+    let row = TableRow::new(cells);
+    if r.growing {
+        row.style(style.growing)
     } else {
-        Style::new()
-    };
-    TableRow::new(cells).style(style)
+        row
+    }
 }
 
-/// Draws the main view at wall-clock time `now_unix_ms`; `scroll` is the
-/// event loop's, carried from frame to frame.
-pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, now_unix_ms: u64) {
-    let header = header_lines(app, now_unix_ms);
+/// The styles in use: colours, or none when `NO_COLOR` is set (then only
+/// bold, dim and reverse video mark things, and the selected row also
+/// gets a pointer).
+#[derive(Clone, Copy, Debug)]
+pub struct Palette {
+    growing: Style,
+    alive: Style,
+    gone: Style,
+    paused: Style,
+    prompt: Style,
+    chart: Style,
+    chart_growing: Style,
+    /// Colours in use.
+    pub colour: bool,
+}
+
+impl Palette {
+    /// Colours unless `no_color` (the `NO_COLOR` convention: set and not
+    /// empty).
+    pub fn new(no_color: bool) -> Palette {
+        if no_color {
+            let bold = Style::new().add_modifier(Modifier::BOLD);
+            Palette {
+                growing: bold,
+                alive: Style::new(),
+                gone: bold,
+                paused: bold,
+                prompt: bold,
+                chart: Style::new(),
+                chart_growing: Style::new(),
+                colour: false,
+            }
+        } else {
+            Palette {
+                growing: Style::new().fg(Color::Red),
+                alive: Style::new().fg(Color::Green),
+                gone: Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                paused: Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                prompt: Style::new().fg(Color::Yellow),
+                chart: Style::new().fg(Color::Cyan),
+                chart_growing: Style::new().fg(Color::Red),
+                colour: true,
+            }
+        }
+    }
+
+    /// From the environment (`NO_COLOR`).
+    pub fn from_env() -> Palette {
+        Palette::new(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()))
+    }
+}
+
+/// What a frame is drawn from besides the view's state and scroll window:
+/// the wall clock and the styles (both inputs, so a frame is a function of
+/// its arguments).
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs {
+    /// Wall-clock time, Unix milliseconds.
+    pub now_unix_ms: u64,
+    /// Styles.
+    pub palette: Palette,
+}
+
+/// Draws the main view; `scroll` is the event loop's, carried from frame
+/// to frame.
+pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, inputs: &Inputs) {
+    let header = header_lines(app, inputs);
     let [top, body, footer] = Layout::vertical([
         Constraint::Length(header.len() as u16),
         Constraint::Min(3),
@@ -120,23 +184,26 @@ pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, now_unix_ms: u64)
         (body, None)
     };
     if table_area.height > 0 {
-        draw_table(f, app, scroll, table_area);
+        draw_table(f, app, scroll, &inputs.palette, table_area);
     }
     if let Some(area) = detail_area {
-        draw_detail(f, app, area);
+        draw_detail(f, app, &inputs.palette, area);
     }
     let hint = if app.mode() == super::keys::Mode::Filter {
         Line::from(vec![
-            Span::styled("filter: ", Style::new().fg(Color::Yellow)),
-            Span::raw(format!("{}▏", app.filter)),
+            Span::styled("filter: ", inputs.palette.prompt),
+            Span::raw(format!("{}▏  {}", app.filter, matching(app))),
         ])
     } else {
-        let filter = if app.filter.is_empty() {
-            String::new()
+        if app.filter.is_empty() {
+            Line::from(format!("q quit  s/1-{SORTABLE} sort  r reverse  / filter  ↑↓ scroll  Enter details  p pause  ? help"))
         } else {
-            format!("  filter \"{}\"", app.filter)
-        };
-        Line::from(format!("q quit  s/1-{SORTABLE} sort  r reverse  / filter  ↑↓ scroll  Enter details  p pause  ? help{filter}"))
+            Line::from(format!(
+                "filter \"{}\": {}  Esc clears  / edits  q quit",
+                app.filter,
+                matching(app)
+            ))
+        }
     };
     f.render_widget(
         Paragraph::new(hint).style(Style::new().add_modifier(Modifier::DIM)),
@@ -147,53 +214,62 @@ pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, now_unix_ms: u64)
     }
 }
 
-fn draw_table(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, area: Rect) {
-    let headers: Vec<Cell> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mark = if i == app.sort {
-                if app.reverse {
-                    " ▲"
-                } else {
-                    " ▼"
-                }
-            } else {
-                ""
-            };
-            Cell::from(format!("{}{mark}", c.title))
-        })
-        .collect();
+/// "n of m classes" for the filter.
+fn matching(app: &App) -> String {
+    format!("{} of {} classes", app.visible_len(), app.rows().len())
+}
+
+fn draw_table(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, style: &Palette, area: Rect) {
     // Only the rows on screen are formatted: with 10,000 classes, building
     // every row each frame would cost more than reading the segment.
     let height = area.height.saturating_sub(3) as usize;
     let total = app.visible_len();
     scroll.follow(app.selected, height, total);
     let offset = scroll.offset;
-    let rows: Vec<TableRow> = app
-        .visible()
-        .skip(offset)
-        .take(height)
-        .map(table_row)
+    let on_screen: Vec<&Row> = app.visible().skip(offset).take(height).collect();
+    // Without colour a one-cell pointer marks the selection, beside the rows.
+    let pointer = u16::from(!style.colour);
+    let shown = layout(&on_screen, area.width.saturating_sub(pointer), app.sort);
+    let headers: Vec<Cell> = shown
+        .iter()
+        .map(|&(i, _)| {
+            // Arrows for the sort direction (▲ marks growing classes).
+            let mark = match (i == app.sort, app.reverse) {
+                (false, _) => "",
+                (true, false) => " ↓",
+                (true, true) => " ↑",
+            };
+            Cell::from(format!("{}{mark}", COLUMNS[i].title))
+        })
         .collect();
-    let widths = COLUMNS.iter().map(|c| match c.width {
-        Width::Min(n) => Constraint::Min(n),
-        Width::Fixed(n) => Constraint::Length(n),
-    });
-    let title = format!(" classes {}/{} ", total, app.rows().len());
-    let table = Table::new(rows, widths)
+    let rows: Vec<TableRow> = on_screen
+        .iter()
+        .map(|r| table_row(r, &shown, style))
+        .collect();
+    let widths = shown.iter().map(|&(_, w)| Constraint::Length(w));
+    let title = if app.filter.is_empty() {
+        format!(" classes {} ", total)
+    } else {
+        format!(" {} ", matching(app))
+    };
+    let mut table = Table::new(rows, widths)
         .header(
             TableRow::new(headers)
                 .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
         )
         .block(Block::bordered().title(title))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    if !style.colour {
+        // Reverse video may be all a colourless terminal shows: a pointer
+        // marks the selection too.
+        table = table.highlight_symbol("›");
+    }
     let mut state =
         TableState::default().with_selected((total > 0).then_some(app.selected - offset));
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn draw_detail(f: &mut Frame<'_>, app: &App, area: Rect) {
+fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, area: Rect) {
     let Some(row) = app.detail_row() else {
         f.render_widget(
             Paragraph::new("class no longer present").block(Block::bordered()),
@@ -235,7 +311,11 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, area: Rect) {
         Sparkline::default()
             .block(Block::bordered().title(" live count history "))
             .data(&data)
-            .style(Style::new().fg(if row.growing { Color::Red } else { Color::Cyan })),
+            .style(if row.growing {
+                style.chart_growing
+            } else {
+                style.chart
+            }),
         chart,
     );
     let items: Vec<ListItem> = app
@@ -264,11 +344,11 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, area: Rect) {
 fn draw_help(f: &mut Frame<'_>) {
     let sort_keys = format!("1 … {SORTABLE}            sort by that column (again: reverse)");
     let mut text: Vec<String> = [
-        "q, Esc, Ctrl-C   quit",
+        "q, Ctrl-C        quit (Esc too, once no filter or pane is open)",
         "s, Tab           sort by the next column",
         sort_keys.as_str(),
         "r                reverse the sort",
-        "/                filter by name (Enter keeps, Esc clears)",
+        "/                filter by name (Enter keeps it, Esc clears it)",
         "↑ ↓ j k          move",
         "PgUp PgDn        move a page",
         "Home End         first / last class",
@@ -318,7 +398,8 @@ pub fn draw_picker(f: &mut Frame<'_>, p: &Picker) {
         .collect();
     let list = List::new(items)
         .block(Block::bordered().title(" tracked processes: pick one "))
-        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("› ");
     let mut state = ListState::default().with_selected(Some(p.selected));
     f.render_stateful_widget(list, list_area, &mut state);
     let hint = p
