@@ -1,5 +1,6 @@
 """The shared-memory exporter end to end: real processes, real segments."""
 
+import json
 import os
 import signal
 import stat
@@ -312,3 +313,42 @@ def test_path_is_none_when_publishing_failed(shm_dir):
     assert live == "5"
     (left,) = list(shm_dir.iterdir())
     assert left.is_dir(), "the squatter is left alone"
+
+
+def test_start_exporter_adopts_existing_objects(tmp_path):
+    """An import-time pool (no tracker yet) and objects of the previous
+    global tracker are counted by the exporter; objects given a tracker of
+    their own, and classes that opt out, are left alone."""
+    code = textwrap.dedent(
+        """
+        import json, sys, pytracker
+        class Pool(pytracker.Trackable):
+            pass
+        class Quiet(pytracker.Trackable):
+            _disable_global_tracker = True
+        class Own(pytracker.Trackable):
+            pass
+        pool = [Pool() for _ in range(4)]
+        quiet = Quiet()
+        counting = pytracker.CountingTracker()
+        pytracker.set_global_tracker(counting)
+        later = [Pool() for _ in range(2)]
+        mine = pytracker.CountingTracker()
+        own = Own()
+        own._set_tracker(mine)
+        exporter = pytracker.start_exporter(directory=sys.argv[1], sampler=False)
+        print(json.dumps({
+            "exporter": {r["name"]: r["live"] for r in exporter.snapshot()},
+            "previous": {r["name"]: r["live"] for r in counting.snapshot()},
+            "own_kept": own._get_tracker() is mine,
+            "quiet": quiet._get_tracker() is None,
+            "segment": str(exporter.path),
+        }))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["exporter"] == {"__main__.Pool": 6}
+    assert got["previous"]["__main__.Pool"] == 0, "moved, so not counted twice"
+    assert got["own_kept"] and got["quiet"]

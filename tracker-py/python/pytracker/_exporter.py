@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from os import PathLike
+from typing import Any
 
 from . import _native
 
@@ -37,10 +39,17 @@ def start_exporter(
     thread samples history and heartbeat. ``keep_exited``: segments of this
     user's exited processes kept for post-mortem reading.
 
+    Trackable objects that already exist are adopted: those with no tracker
+    (made before any tracker was set, unless their class sets
+    ``_disable_global_tracker``) and those of the previous global tracker
+    move to the exporter, which counts them as created now. Objects given a
+    tracker of their own keep it.
+
     If the segment cannot be created, a RuntimeWarning says why once and
     the process keeps running, counting privately.
     """
     global _exporter
+    previous = _native.get_global_tracker()
     if _exporter is None:
         _exporter = _native.ShmTracker(
             directory=directory,
@@ -53,7 +62,29 @@ def start_exporter(
             keep_exited=keep_exited,
         )
     _native.set_global_tracker(_exporter)
+    if previous is not _exporter:
+        _adopt(_exporter, previous)
     return _exporter
+
+
+def _adopt(exporter: _native.ShmTracker, previous: Any) -> None:
+    """Moves the live Trackable objects with no tracker, or with
+    ``previous``, to ``exporter`` (one walk of the collector's objects;
+    every Trackable is tracked by the collector)."""
+    set_tracker = _native.Trackable._set_tracker
+    for obj in gc.get_objects():
+        if not isinstance(obj, _native.Trackable):
+            continue
+        current = obj._get_tracker()
+        if current is None:
+            if getattr(type(obj), "_disable_global_tracker", False):
+                continue
+        elif current is not previous:
+            continue
+        # Tells `previous` (if any) the object left, and the exporter it
+        # arrived; a Python tracker's exception goes to
+        # sys.unraisablehook as for any notification.
+        set_tracker(obj, exporter)
 
 
 def get_exporter() -> _native.ShmTracker | None:
