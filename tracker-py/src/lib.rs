@@ -60,6 +60,20 @@ fn last_serial() -> u64 {
     tracker_core::last_issued()
 }
 
+/// Starts (True) or stops (False) recording which thread creates each
+/// Trackable (calls nest); returns the calling thread's tag.
+#[pyfunction]
+fn _record_creators(on: bool) -> u32 {
+    object::record_creators(on);
+    object::creator_tag()
+}
+
+/// The tag of the thread that created `obj` (0 if it was not recorded).
+#[pyfunction]
+fn _creator_tag(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
+    Ok(object::TrackableRef::new(obj)?.creator())
+}
+
 /// (slow class look-ups, cache revalidations) since import: a test aid
 /// proving that objects of a known class never take the slow look-up.
 #[pyfunction]
@@ -142,6 +156,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(last_serial, m)?)?;
+    m.add_function(wrap_pyfunction!(_record_creators, m)?)?;
+    m.add_function(wrap_pyfunction!(_creator_tag, m)?)?;
     m.add_function(wrap_pyfunction!(top_main, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(_typecache_stats, m)?)?;

@@ -37,7 +37,9 @@ pub(crate) struct TrackableObject {
     serial: Serial,
     /// [`ClassId`] of the type, or [`UNRESOLVED`].
     class: u32,
-    _reserved: u32,
+    /// The creating thread's [`creator_tag`] while creators are recorded
+    /// (see [`record_creators`]), else 0.
+    creator: u32,
     /// Strong reference to the assigned tracker, or null.
     tracker: *mut ffi::PyObject,
     /// Strong reference to the data bundle, or null (reads as `None`).
@@ -102,6 +104,19 @@ impl Fields {
     fn set_class(self, class: u32) {
         // SAFETY: as in `set_serial`.
         unsafe { (*self.0).class = class }
+    }
+
+    /// The creating thread's tag, 0 if it was not recorded.
+    #[inline(always)]
+    fn creator(self) -> u32 {
+        // SAFETY: as in `serial`.
+        unsafe { (*self.0).creator }
+    }
+
+    #[inline(always)]
+    fn set_creator(self, tag: u32) {
+        // SAFETY: as in `set_serial`.
+        unsafe { (*self.0).creator = tag }
     }
 
     /// The tracker (a strong reference the object owns), or null.
@@ -357,6 +372,35 @@ unsafe fn has_arguments(args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> b
     unsafe { ffi::PyTuple_GET_SIZE(args) != 0 || (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0) }
 }
 
+/// How many callers want creating threads recorded (`leak_check` blocks
+/// and the pytest plugin, while they run). At 0 creation costs one load.
+static RECORDING_CREATORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Starts (`true`) or stops recording which thread creates each Trackable;
+/// calls nest.
+pub(crate) fn record_creators(on: bool) {
+    if on {
+        RECORDING_CREATORS.fetch_add(1, Relaxed);
+    } else {
+        let _ = RECORDING_CREATORS.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// This thread's tag: a small number, never 0, unique for the process's
+/// life (assigned on first use).
+pub(crate) fn creator_tag() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    thread_local! {
+        static TAG: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    TAG.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, Relaxed).max(1));
+        }
+        t.get()
+    })
+}
+
 /// `tp_new`: allocates, issues the serial, attaches the global tracker.
 ///
 /// # Safety
@@ -389,6 +433,9 @@ unsafe extern "C" fn trackable_new(
     let this = unsafe { Fields::of(obj) };
     this.set_serial(next_serial());
     this.set_class(UNRESOLVED);
+    if RECORDING_CREATORS.load(Relaxed) != 0 {
+        this.set_creator(creator_tag());
+    }
     if GLOBAL_TRACKER.load(Relaxed).is_null() {
         return obj;
     }
@@ -796,6 +843,11 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
     /// The serial issued at creation.
     pub(crate) fn serial(&self) -> Serial {
         self.fields.serial()
+    }
+
+    /// The creating thread's tag (see [`creator_tag`]), 0 if not recorded.
+    pub(crate) fn creator(&self) -> u32 {
+        self.fields.creator()
     }
 
     /// The assigned tracker.

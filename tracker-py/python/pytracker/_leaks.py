@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
@@ -33,16 +33,28 @@ def _qualified(cls: type) -> str:
     return qual if module in (None, "builtins") else "%s.%s" % (module, qual)
 
 
-def find_leaks(since_serial: int) -> Leaks:
+def find_leaks(
+    since_serial: int,
+    creator: int | None = None,
+    excluded: Sequence[tuple[int, int]] = (),
+) -> Leaks:
     """Trackable objects alive now that were created after ``since_serial``,
-    after a full garbage collection: ``{qualified class name: [serials]}``."""
+    after a full garbage collection: ``{qualified class name: [serials]}``.
+    With ``creator``, only objects that thread created (its tag from
+    ``_native._record_creators``); serials in an ``excluded`` range
+    ``(after, up_to]`` are left out."""
     gc.collect()
     found: Leaks = {}
     for obj in gc.get_objects():
         if isinstance(obj, _native.Trackable):
             serial = obj._get_tracker_serial()
-            if serial > since_serial:
-                found.setdefault(_qualified(type(obj)), []).append(serial)
+            if serial <= since_serial:
+                continue
+            if creator is not None and _native._creator_tag(obj) != creator:
+                continue
+            if any(lo < serial <= hi for lo, hi in excluded):
+                continue
+            found.setdefault(_qualified(type(obj)), []).append(serial)
     for serials in found.values():
         serials.sort()
     return found
@@ -82,20 +94,25 @@ class leak_check:
 
     ``max`` maps class names or glob patterns (qualified ``module.Class`` or
     bare ``Class``) to the number allowed to stay alive; ``default`` is the
-    allowance for other classes. Raises :class:`LeakError`; the objects
-    found are in ``check.leaks`` either way::
+    allowance for other classes. Only objects the current thread created
+    count, unless ``all_threads`` is true (a background thread's objects
+    are usually not the block's doing). Raises :class:`LeakError`; the
+    objects found are in ``check.leaks`` either way::
 
         with pytracker.leak_check(max={"app.Session": 1}):
             handle_request()
     """
 
-    def __init__(self, max: Mapping[str, int] | None = None, default: int = 0) -> None:
+    def __init__(self, max: Mapping[str, int] | None = None, default: int = 0, all_threads: bool = False) -> None:
         self.allowed: dict[str, int] = dict(max or {})
         self.default = default
+        self.all_threads = all_threads
         self.leaks: Leaks = {}
         self._start = 0
+        self._thread = 0
 
     def __enter__(self) -> leak_check:
+        self._thread = _native._record_creators(True)
         self._start = _native.last_serial()
         return self
 
@@ -105,7 +122,10 @@ class leak_check:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self.leaks = find_leaks(self._start)
+        try:
+            self.leaks = find_leaks(self._start, None if self.all_threads else self._thread)
+        finally:
+            _native._record_creators(False)
         if exc_type is not None:
             return False
         broken = over_limits(self.leaks, self.allowed, self.default)

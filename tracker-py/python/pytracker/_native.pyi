@@ -31,6 +31,8 @@ __all__ = [
     "escape_control",
     "__version__",
     "_register_stock_tracker",
+    "_record_creators",
+    "_creator_tag",
 ]
 
 @disjoint_base
@@ -149,3 +151,8 @@ def escape_control(text: str) -> str:
     """``text`` with control characters escaped, safe to print."""
 
 def _register_stock_tracker(tracker: type, entry: type) -> None: ...
+def _record_creators(on: bool) -> int:
+    """Start (True) or stop (False) recording which thread creates each
+    Trackable (calls nest); returns the calling thread's tag."""
+def _creator_tag(obj: Trackable) -> int:
+    """The tag of the thread that created ``obj`` (0 if not recorded)."""
