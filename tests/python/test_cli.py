@@ -484,3 +484,25 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
             capture_output=True, text=True, env={"MANPAGER": "cat", "PATH": "/usr/bin:/bin", "TERM": "dumb"},
         )
         assert shown.returncode == 0 and "interval" in shown.stdout, shown.stderr
+
+
+def test_colour_follows_the_terminal_and_no_color(tmp_path):
+    """Messages are coloured on a terminal only, and never with NO_COLOR
+    set (`script` gives the tool a real pseudo-terminal)."""
+    import shutil
+    import subprocess
+
+    assert shutil.which("script"), "script (util-linux) is needed to give the tool a terminal"
+    command = "%s dump --bogus" % binary("pytracker-cli")
+
+    def on_terminal(**extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE")}
+        env.update(extra)
+        return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                              env=env, timeout=30).stdout
+
+    assert "\x1b[" in on_terminal(TERM="xterm")
+    plain = on_terminal(TERM="xterm", NO_COLOR="1")
+    assert "unexpected argument '--bogus'" in plain and "\x1b[" not in plain
+    piped = cli("dump", "--bogus")
+    assert "\x1b[" not in piped.stderr + piped.stdout
