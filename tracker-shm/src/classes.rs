@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{fence, Ordering::*};
 
-use tracker_core::{ClassCounters, ClassSnapshot};
+use tracker_core::ClassSnapshot;
 
 use crate::layout::{self, class, header, Geometry};
 use crate::mapping::{ReadView, WriteView};
@@ -81,12 +81,6 @@ pub(crate) fn claim(v: WriteView<'_>, g: &Geometry, name: &str) -> u32 {
 pub(crate) fn fold(v: WriteView<'_>, g: &Geometry) -> u32 {
     v.word(header::CLASSES_DROPPED).fetch_add(1, Relaxed);
     overflow_slot(g)
-}
-
-/// The counters of slot `slot` (writer).
-#[inline(always)]
-pub(crate) fn counters<'m>(v: WriteView<'m>, g: &Geometry, slot: u32) -> &'m ClassCounters {
-    v.counters(g.class_slot(u64::from(slot)) + class::COUNTERS)
 }
 
 /// The slots claimed so far, clamped to the table (overflow slot not
@@ -199,7 +193,7 @@ fn unique_names(records: &mut [(u32, ClassSnapshot)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::WriteMap;
+    use crate::mapping::{SegmentMap, WriteMap};
 
     #[test]
     fn cut_at_char_boundary() {
@@ -213,13 +207,13 @@ mod tests {
     #[test]
     fn claims_fill_the_table_then_fold() {
         let g = Geometry::new(3, 0, 1);
-        let map = WriteMap::private(g.total_size as usize).unwrap();
-        let v = map.view();
+        let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
+        let v = seg.view();
         publish_overflow(v, &g);
         assert_eq!(claim(v, &g, "a.A"), 0);
         assert_eq!(claim(v, &g, "a.B"), 1);
         assert_eq!(claim(v, &g, "a.C"), 2, "the third folds into overflow");
-        counters(v, &g, 2).record(tracker_core::EventKind::Attached, 1);
+        seg.counters(2).record(tracker_core::EventKind::Attached, 1);
         let names: Vec<String> = read(v.reader(), &g)
             .into_iter()
             .map(|(_, c)| c.name)

@@ -118,7 +118,7 @@ pub(crate) fn read(v: ReadView<'_>, geo: &Geometry) -> History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::WriteMap;
+    use crate::mapping::{SegmentMap, WriteMap};
 
     #[test]
     fn window_before_the_ring_is_full_keeps_every_sample() {
@@ -147,12 +147,13 @@ mod tests {
     #[test]
     fn samples_read_back_in_order() {
         let g = Geometry::new(4, 0, 4);
-        let map = WriteMap::private(g.total_size as usize).unwrap();
-        let v = map.view();
+        let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
+        let v = seg.view();
         classes::publish_overflow(v, &g);
         let slot = classes::claim(v, &g, "m.C");
         for (n, time) in (1..=6).zip(100..) {
-            classes::counters(v, &g, slot).record(tracker_core::EventKind::Attached, n);
+            seg.counters(slot)
+                .record(tracker_core::EventKind::Attached, n);
             sample(v, &g, time);
         }
         let h = read(v.reader(), &g);

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::fault::{Guarded, MAX_GUARDED};
+use crate::layout::{class, Geometry, EVENT_SLOT_SIZE, HEADER_SIZE};
 
 /// A read-only view of `len` bytes at `ptr`, shared with a writer in
 /// another process, valid for `'m` (the borrow of its mapping). Every load
@@ -313,6 +314,28 @@ impl WriteMap {
         unsafe { WriteView::new(self.ptr, self.len) }
     }
 
+    /// The u64 word at `off`, unchecked.
+    ///
+    /// # Safety
+    /// `off + 8 <= len` and `off` is a multiple of 8.
+    #[inline(always)]
+    unsafe fn word_unchecked(&self, off: u64) -> &AtomicU64 {
+        // SAFETY: in bounds and aligned (caller); mapped for as long as
+        // `self`, accessed only atomically.
+        unsafe { AtomicU64::from_ptr(self.ptr.add(off as usize) as *mut u64) }
+    }
+
+    /// The class counters at `off`, unchecked.
+    ///
+    /// # Safety
+    /// `off + 8 * counter_words::COUNT <= len` and `off` a multiple of 8.
+    #[inline(always)]
+    unsafe fn counters_unchecked(&self, off: u64) -> &tracker_core::ClassCounters {
+        // SAFETY: as in `word_unchecked`; `ClassCounters` is `repr(C)`
+        // atomics, valid for any bit pattern.
+        unsafe { &*(self.ptr.add(off as usize) as *const tracker_core::ClassCounters) }
+    }
+
     /// Whether the file shrank under the mapping and pages were replaced.
     pub(crate) fn damaged(&self) -> bool {
         match &self.backing {
@@ -321,6 +344,118 @@ impl WriteMap {
         }
     }
 }
+
+/// A writer's mapping together with the geometry it was made for, checked
+/// once to fit: the hot-path accessors below ([`SegmentMap::counters`],
+/// [`SegmentMap::event_slot`], [`SegmentMap::header_word`]) then need no
+/// check per word, their offsets being in bounds by construction. The
+/// fields are private, so the geometry cannot change after the check.
+pub(crate) struct SegmentMap {
+    map: WriteMap,
+    geo: Geometry,
+}
+
+impl SegmentMap {
+    /// Pairs `map` with `geo`.
+    ///
+    /// # Panics
+    /// If the geometry does not fit the mapping or is misaligned (a bug in
+    /// the writer: geometries come from `Geometry::new`).
+    pub(crate) fn new(map: WriteMap, geo: Geometry) -> SegmentMap {
+        let fits = geo.total_size <= map.len as u64
+            && geo.class_offset >= HEADER_SIZE
+            && geo.class_capacity >= 2
+            && geo.class_slot_size >= class::HISTORY
+            && geo
+                .class_capacity
+                .checked_mul(geo.class_slot_size)
+                .and_then(|t| t.checked_add(geo.class_offset))
+                .is_some_and(|end| end <= geo.ring_offset)
+            && (geo.ring_capacity == 0 || geo.ring_capacity.is_power_of_two())
+            && geo
+                .ring_capacity
+                .checked_mul(EVENT_SLOT_SIZE)
+                .and_then(|t| t.checked_add(geo.ring_offset))
+                .is_some_and(|end| end <= geo.total_size)
+            && [geo.class_offset, geo.class_slot_size, geo.ring_offset]
+                .iter()
+                .all(|v| v % 8 == 0);
+        assert!(
+            fits,
+            "segment geometry {geo:?} does not fit a {}-byte mapping",
+            map.len
+        );
+        SegmentMap { map, geo }
+    }
+
+    /// The geometry.
+    #[inline(always)]
+    pub(crate) fn geo(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The whole mapping, with checked word access.
+    #[inline(always)]
+    pub(crate) fn view(&self) -> WriteView<'_> {
+        self.map.view()
+    }
+
+    /// Whether the file shrank under the mapping.
+    pub(crate) fn damaged(&self) -> bool {
+        self.map.damaged()
+    }
+
+    /// The header word at `off`, a header field offset.
+    ///
+    /// # Panics
+    /// If `off` is not a word inside the header (compile-time constant
+    /// offsets fold this check away).
+    #[inline(always)]
+    pub(crate) fn header_word(&self, off: u64) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= HEADER_SIZE);
+        // SAFETY: inside the header, which the geometry check put inside
+        // the mapping (class_offset >= HEADER_SIZE, total_size <= len);
+        // aligned (checked, the base is page-aligned).
+        unsafe { self.map.word_unchecked(off) }
+    }
+
+    /// The counters of class slot `slot`.
+    ///
+    /// # Panics
+    /// If `slot` is not a slot of the table (slot indices come from the
+    /// writer's own claims, which never exceed it).
+    #[inline(always)]
+    pub(crate) fn counters(&self, slot: u32) -> &tracker_core::ClassCounters {
+        let slot = u64::from(slot);
+        assert!(slot < self.geo.class_capacity);
+        let off = self.geo.class_offset + slot * self.geo.class_slot_size + class::COUNTERS;
+        // SAFETY: slot < class_capacity, and the table ends before
+        // ring_offset <= total_size <= len (checked in `new`); the counters
+        // end before the slot's history (layout's compile-time check),
+        // inside the slot (class_slot_size >= class::HISTORY); offsets are
+        // multiples of 8 (checked in `new`; COUNTERS is 144).
+        unsafe { self.map.counters_unchecked(off) }
+    }
+
+    /// The four words of the event slot of ticket `t` (sequence, meta,
+    /// serial, time: `layout::event` offsets divided by 8). The ring must
+    /// have slots.
+    ///
+    /// # Panics
+    /// If the segment has no event ring.
+    #[inline(always)]
+    pub(crate) fn event_slot(&self, t: u64) -> &[AtomicU64; 4] {
+        assert!(self.geo.ring_capacity != 0);
+        let off = self.geo.ring_offset + (t & (self.geo.ring_capacity - 1)) * EVENT_SLOT_SIZE;
+        // SAFETY: the masked index is below ring_capacity, and the ring
+        // ends at or before total_size <= len (checked in `new`); 8-aligned
+        // (ring_offset checked, EVENT_SLOT_SIZE is 32). `[AtomicU64; 4]`
+        // has the layout of four atomics.
+        unsafe { &*(self.map.word_unchecked(off) as *const AtomicU64 as *const [AtomicU64; 4]) }
+    }
+}
+
+const _: () = assert!(EVENT_SLOT_SIZE == 32);
 
 #[cfg(test)]
 mod tests {

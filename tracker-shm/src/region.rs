@@ -17,7 +17,7 @@ use tracker_core::ClassCounters;
 
 use crate::error::WriteError;
 use crate::layout::{header, Geometry, HEADER_SIZE};
-use crate::mapping::{WriteMap, WriteView};
+use crate::mapping::{SegmentMap, WriteMap, WriteView};
 use crate::naming::{choose_directory, SegmentName};
 use crate::options::ShmOptions;
 use crate::{classes, proc, sys};
@@ -31,8 +31,8 @@ struct Published {
 
 /// One segment's memory and geometry.
 pub(crate) struct Region {
-    map: WriteMap,
-    pub(crate) geo: Geometry,
+    /// The memory and the geometry it was checked to fit.
+    seg: SegmentMap,
     /// Events are recorded in the ring.
     pub(crate) events: bool,
     /// The fork generation (see `sys::fork_generation`) it belongs to.
@@ -86,8 +86,7 @@ impl Region {
             },
         };
         let mut region = Region {
-            map,
-            geo,
+            seg: SegmentMap::new(map, geo),
             events: options.events && geo.ring_capacity > 0,
             generation,
             published,
@@ -112,13 +111,25 @@ impl Region {
     /// The segment's memory, for as long as the region is borrowed.
     #[inline(always)]
     pub(crate) fn view(&self) -> WriteView<'_> {
-        self.map.view()
+        self.seg.view()
+    }
+
+    /// The memory with the hot-path accessors (see [`SegmentMap`]).
+    #[inline(always)]
+    pub(crate) fn seg(&self) -> &SegmentMap {
+        &self.seg
+    }
+
+    /// The geometry.
+    #[inline(always)]
+    pub(crate) fn geo(&self) -> &Geometry {
+        self.seg.geo()
     }
 
     /// The counters of class slot `slot`.
     #[inline(always)]
     pub(crate) fn counters(&self, slot: u32) -> &ClassCounters {
-        classes::counters(self.view(), &self.geo, slot)
+        self.seg.counters(slot)
     }
 
     fn init_header(&self, options: &ShmOptions) {
@@ -135,8 +146,8 @@ impl Region {
             history_period_ms: options.history_period.as_millis() as u64,
             events: self.events,
         };
-        crate::header::write(self.view(), &self.geo, &identity);
-        classes::publish_overflow(self.view(), &self.geo);
+        crate::header::write(self.view(), self.geo(), &identity);
+        classes::publish_overflow(self.view(), self.geo());
         crate::header::publish(self.view());
     }
 
@@ -145,11 +156,12 @@ impl Region {
     /// the same geometry (a forked child's copy of its parent's segment).
     pub(crate) fn copy_from(&self, old: &Region) {
         let (o, n) = (old.view().reader(), self.view());
-        let capacity = old.geo.class_capacity.min(self.geo.class_capacity);
+        let (og, ng) = (old.geo(), self.geo());
+        let capacity = og.class_capacity.min(ng.class_capacity);
         let used = o.u64(header::CLASS_COUNT).unwrap_or(0).min(capacity - 1);
-        let slot_size = old.geo.class_slot_size.min(self.geo.class_slot_size);
+        let slot_size = og.class_slot_size.min(ng.class_slot_size);
         for i in (0..used).chain([capacity - 1]) {
-            let (from, to) = (old.geo.class_slot(i), self.geo.class_slot(i));
+            let (from, to) = (og.class_slot(i), ng.class_slot(i));
             for w in (0..slot_size).step_by(8) {
                 n.word(to + w).store(o.u64(from + w).unwrap_or(0), Relaxed);
             }
@@ -177,7 +189,7 @@ impl Region {
     /// shrank under the mapping (see the `fault` module).
     pub(crate) fn damage(&self) -> Option<String> {
         let path = self.path()?;
-        self.map.damaged().then(|| {
+        self.seg.damaged().then(|| {
             format!(
                 "segment {} was truncated by another process: readers can no longer see this \
                  process's counts, and the counts kept in the lost pages restarted from zero",
@@ -190,10 +202,10 @@ impl Region {
     /// of a fork about to happen (whose fork generation is `generation`).
     /// Only the pages of claimed slots are touched.
     pub(crate) fn image(&self, generation: u64) -> Option<Region> {
-        let map = WriteMap::private(self.geo.total_size as usize).ok()?;
+        let geo = *self.geo();
+        let map = WriteMap::private(geo.total_size as usize).ok()?;
         let image = Region {
-            map,
-            geo: self.geo,
+            seg: SegmentMap::new(map, geo),
             events: self.events,
             generation,
             published: None,

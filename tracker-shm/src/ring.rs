@@ -27,27 +27,20 @@ use std::sync::atomic::{fence, Ordering::*};
 use tracker_core::{EventKind, Serial};
 
 use crate::layout::{event, header, Geometry};
-use crate::mapping::{ReadView, WriteView};
+use crate::mapping::{ReadView, SegmentMap};
 
 /// Records one event (writer). The ring must have slots.
 #[inline(always)]
-pub(crate) fn push(
-    v: WriteView<'_>,
-    g: &Geometry,
-    kind: EventKind,
-    slot: u32,
-    serial: Serial,
-    time_ns: u64,
-) {
-    let t = v.word(header::RING_HEAD).fetch_add(1, Relaxed);
-    let at = g.event_slot(t);
-    let seq = v.word(at + event::SEQ);
+pub(crate) fn push(seg: &SegmentMap, kind: EventKind, slot: u32, serial: Serial, time_ns: u64) {
+    let t = seg.header_word(header::RING_HEAD).fetch_add(1, Relaxed);
+    let words = seg.event_slot(t);
+    let word = |off: u64| &words[(off / 8) as usize];
+    let seq = word(event::SEQ);
     seq.store(t.wrapping_mul(2).wrapping_add(1), Relaxed);
     fence(Release);
-    v.word(at + event::META)
-        .store(u64::from(kind.code()) | u64::from(slot) << 8, Relaxed);
-    v.word(at + event::SERIAL).store(serial, Relaxed);
-    v.word(at + event::TIME_NS).store(time_ns, Relaxed);
+    word(event::META).store(u64::from(kind.code()) | u64::from(slot) << 8, Relaxed);
+    word(event::SERIAL).store(serial, Relaxed);
+    word(event::TIME_NS).store(time_ns, Relaxed);
     seq.store(t.wrapping_mul(2).wrapping_add(2), Release);
 }
 
@@ -154,14 +147,18 @@ mod tests {
     use super::*;
     use crate::mapping::WriteMap;
 
+    fn segment(g: Geometry) -> SegmentMap {
+        SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g)
+    }
+
     #[test]
     fn a_lapped_reader_counts_what_it_lost() {
         let g = Geometry::new(2, 16, 1);
-        let map = WriteMap::private(g.total_size as usize).unwrap();
-        let v = map.view();
+        let seg = segment(g);
+        let v = seg.view();
         let mut cursor = from_now(v.reader());
         for serial in 0..20 {
-            push(v, &g, EventKind::Attached, 0, serial, 0);
+            push(&seg, EventKind::Attached, 0, serial, 0);
         }
         let mut out = Vec::new();
         assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), 4);
@@ -173,9 +170,9 @@ mod tests {
     #[test]
     fn a_slot_being_rewritten_is_not_read() {
         let g = Geometry::new(2, 16, 1);
-        let map = WriteMap::private(g.total_size as usize).unwrap();
-        let v = map.view();
-        push(v, &g, EventKind::Attached, 0, 1, 0);
+        let seg = segment(g);
+        let v = seg.view();
+        push(&seg, EventKind::Attached, 0, 1, 0);
         // Ticket 1 taken but its slot not published yet.
         v.word(header::RING_HEAD).fetch_add(1, Relaxed);
         let (mut cursor, mut out) = (EventCursor::default(), Vec::new());

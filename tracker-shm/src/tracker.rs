@@ -180,7 +180,7 @@ impl ShmTracker {
     /// The per-class records of this tracker, sorted by name.
     pub fn snapshot(&self) -> Vec<ClassSnapshot> {
         let region = self.inner.region.get();
-        let mut classes: Vec<ClassSnapshot> = classes::read(region.view().reader(), &region.geo)
+        let mut classes: Vec<ClassSnapshot> = classes::read(region.view().reader(), region.geo())
             .into_iter()
             .map(|(_, c)| c)
             .collect();
@@ -250,7 +250,7 @@ impl ShmTracker {
         }
         if region.events {
             let now = sys::coarse_monotonic_ns();
-            ring::push(region.view(), &region.geo, kind, slot, serial, now);
+            ring::push(region.seg(), kind, slot, serial, now);
         }
     }
 }
@@ -271,7 +271,7 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn claim(&self, region: &Region, class: ClassId) -> u32 {
-        let (v, g) = (region.view(), &region.geo);
+        let (v, g) = (region.view(), region.geo());
         let Some(cell) = self.slots.get_or_init(class) else {
             return classes::fold(v, g);
         };
@@ -316,7 +316,7 @@ impl Inner {
             }
         }
         let now = sys::monotonic_ns();
-        history::sample(region.view(), &region.geo, now);
+        history::sample(region.view(), region.geo(), now);
         crate::header::beat(region.view(), now);
     }
 
