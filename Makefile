@@ -75,6 +75,14 @@ msrv: toolchain ## no std API newer than the declared rust-version (clippy's inc
 memcheck: toolchain ## the Rust tests of the crates with unsafe memory code, under valgrind memcheck
 	scripts/memcheck.sh
 
+.PHONY: miri
+miri: ## Miri over the unsafe and atomic code it can run (needs a nightly toolchain; says so loudly if none)
+	scripts/nightly.sh miri
+
+.PHONY: tsan
+tsan: ## ThreadSanitizer over the racing writer/reader tests (needs a nightly toolchain; says so loudly if none)
+	scripts/nightly.sh tsan
+
 # cargo-deny, built once per pinned version into .tools/ (a few minutes).
 CARGO_DENY_VERSION := 0.20.2
 CARGO_DENY := .tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny

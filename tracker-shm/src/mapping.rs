@@ -325,6 +325,19 @@ impl WriteMap {
         unsafe { AtomicU64::from_ptr(self.ptr.add(off as usize) as *mut u64) }
     }
 
+    /// The `N` u64 words from `off`, unchecked. Made from the mapping's own
+    /// pointer, so the reference covers all `N` words (a reference to one
+    /// word may not be widened to its neighbours).
+    ///
+    /// # Safety
+    /// `off + 8 * N <= len` and `off` is a multiple of 8.
+    #[inline(always)]
+    unsafe fn words_unchecked<const N: usize>(&self, off: u64) -> &[AtomicU64; N] {
+        // SAFETY: in bounds and aligned (caller); mapped for as long as
+        // `self`, accessed only atomically; `[AtomicU64; N]` is N atomics.
+        unsafe { &*(self.ptr.add(off as usize) as *const [AtomicU64; N]) }
+    }
+
     /// The class counters at `off`, unchecked.
     ///
     /// # Safety
@@ -451,7 +464,7 @@ impl SegmentMap {
         // ends at or before total_size <= len (checked in `new`); 8-aligned
         // (ring_offset checked, EVENT_SLOT_SIZE is 32). `[AtomicU64; 4]`
         // has the layout of four atomics.
-        unsafe { &*(self.map.word_unchecked(off) as *const AtomicU64 as *const [AtomicU64; 4]) }
+        unsafe { self.map.words_unchecked::<4>(off) }
     }
 }
 
