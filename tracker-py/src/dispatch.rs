@@ -99,9 +99,10 @@ pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
     let native = core
         .as_deref()
         .map(|c| c as &dyn Tracker as *const dyn Tracker);
-    // The new tracker is kept alive before the pointer to it is published,
-    // and the old one is dropped after the pointer to it is gone.
-    let old = GLOBAL_CORE.replace(py, core.clone());
+    // The new tracker is kept alive before the pointer to it is published
+    // (moving the `Arc` does not move the tracker), and the old one is
+    // dropped after the pointer to it is gone.
+    let old = GLOBAL_CORE.replace(py, core);
     GLOBAL_NATIVE.replace(py, GlobalNative { tracker, native });
     drop(old);
 }

@@ -71,11 +71,12 @@ def _adopt(exporter: _native.ShmTracker, previous: Any) -> None:
     """Moves the live Trackable objects with no tracker, or with
     ``previous``, to ``exporter`` (one walk of the collector's objects;
     every Trackable is tracked by the collector)."""
-    set_tracker = _native.Trackable._set_tracker
+    # The base type's own methods: a subclass may override them.
+    get_tracker, set_tracker = _native.Trackable._get_tracker, _native.Trackable._set_tracker
     for obj in gc.get_objects():
         if not isinstance(obj, _native.Trackable):
             continue
-        current = obj._get_tracker()
+        current = get_tracker(obj)
         if current is None:
             if getattr(type(obj), "_disable_global_tracker", False):
                 continue
