@@ -224,12 +224,12 @@ def test_error_messages(proc, shm_dir, tmp_path):
     # a segment of a newer layout
     (seg,) = [p for p in shm_dir.iterdir() if p.name.startswith("pytracker-")]
     data = bytearray(seg.read_bytes())
-    data[12:16] = (2).to_bytes(4, "little")
+    data[12:16] = (1).to_bytes(4, "little")
     newer = tmp_path / "newer"
     newer.write_bytes(bytes(data))
     r = cli("dump", "--path", newer)
     assert r.returncode == 2
-    assert "layout version 2" in r.stderr and "supports version 1" in r.stderr
+    assert "layout version 1" in r.stderr and "supports version 2" in r.stderr
     r = cli("dump")
     assert r.returncode == 2 and "--pid" in r.stderr
 

@@ -17,7 +17,7 @@ const NOW_UNIX_MS: u64 = 1_700_000_065_000;
 
 fn header() -> HeaderInfo {
     HeaderInfo {
-        version: (1, 0),
+        version: (2, 0),
         pid: 4242,
         start_time: 1,
         program: "python service.py --port 8080".into(),
@@ -29,6 +29,11 @@ fn header() -> HeaderInfo {
         classes_dropped: 0,
         names_truncated: 0,
         history_period_ms: 1000,
+        service: "service".into(),
+        worker: tracker_shm::layout::NO_WORKER,
+        age_epoch_ms: 4000,
+        tier_factor: 60,
+        ..Default::default()
     }
 }
 
@@ -56,9 +61,8 @@ fn sample(
         now_ns: t * SEC,
         classes: classes.to_vec(),
         history: History {
-            times_ns: vec![],
-            total_live: vec![],
             per_class: trends.to_vec(),
+            ..History::default()
         },
         events: vec![],
         lost: 0,

@@ -151,6 +151,16 @@ impl ClassCounters {
         }
     }
 
+    /// Live objects (both lanes), for a writer's high-water mark: four
+    /// relaxed loads, not ordered like [`ClassCounters::totals`].
+    #[inline(always)]
+    pub fn live_now(&self) -> u64 {
+        let created = self.serialized.created.load(Relaxed) + self.shared.created.load(Relaxed);
+        let destroyed =
+            self.serialized.destroyed.load(Relaxed) + self.shared.destroyed.load(Relaxed);
+        created.saturating_sub(destroyed)
+    }
+
     /// Reads the totals. `destroyed` is read before `created`, so a reader
     /// racing writers never sees more objects leave than arrive.
     ///

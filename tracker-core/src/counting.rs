@@ -1,7 +1,8 @@
 //! [`CountingTracker`]: the native tracker that counts per class.
 
 use crate::{
-    registry, ClassCounters, ClassId, ClassSnapshot, ClassTable, EventKind, Serial, Tracker,
+    age::Epoch, registry, ClassCounters, ClassId, ClassSnapshot, ClassTable, EventKind, Serial,
+    Tracker,
 };
 
 /// Counts attach, detach, update and destroy notifications per class and
@@ -46,7 +47,7 @@ impl Tracker for CountingTracker {
     }
 
     #[inline]
-    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial) {
+    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial, _born: Epoch) {
         if let Some(c) = self.classes.get_or_init(class) {
             c.record_serialized(kind, serial);
         }

@@ -26,6 +26,7 @@
 //! # set_global_tracker(None);
 //! ```
 
+pub mod age;
 mod counters;
 mod counting;
 mod handle;

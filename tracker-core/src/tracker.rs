@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::{ClassId, Serial};
+use crate::{age::Epoch, ClassId, Serial};
 
 /// The four lifecycle notifications.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -64,8 +64,12 @@ pub trait Tracker: Send + Sync {
     /// [`Tracker::notify`] may still run concurrently with these; counts stay
     /// exact as long as the serialising lock is really held.
     ///
+    /// `born` is the epoch the object was born in (see [`crate::age`]);
+    /// trackers that keep ages count it there.
+    ///
     /// The default forwards to [`Tracker::notify`].
-    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial) {
+    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial, born: Epoch) {
+        let _ = born;
         self.notify(kind, class, serial);
     }
 
@@ -73,15 +77,15 @@ pub trait Tracker: Send + Sync {
     /// creation calls this with the kind known statically, so trackers can
     /// implement it without a branch on the kind.
     #[inline]
-    fn attached_serialized(&self, class: ClassId, serial: Serial) {
-        self.notify_serialized(EventKind::Attached, class, serial);
+    fn attached_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
+        self.notify_serialized(EventKind::Attached, class, serial, born);
     }
 
     /// [`Tracker::notify_serialized`] for [`EventKind::Destroyed`] (see
     /// [`Tracker::attached_serialized`]).
     #[inline]
-    fn destroyed_serialized(&self, class: ClassId, serial: Serial) {
-        self.notify_serialized(EventKind::Destroyed, class, serial);
+    fn destroyed_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
+        self.notify_serialized(EventKind::Destroyed, class, serial, born);
     }
 }
 

@@ -69,8 +69,8 @@ fn serialized_and_shared_lanes_race_without_losing_counts() {
         workers.push(thread::spawn(move || {
             for s in 1..=20_000u64 {
                 if lane == 0 {
-                    c.notify_serialized(EventKind::Attached, class, s);
-                    c.notify_serialized(EventKind::Destroyed, class, s);
+                    c.notify_serialized(EventKind::Attached, class, s, 0);
+                    c.notify_serialized(EventKind::Destroyed, class, s, 0);
                 } else {
                     c.notify(EventKind::Attached, class, s);
                     c.notify(EventKind::Destroyed, class, s);

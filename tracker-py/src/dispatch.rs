@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use tracker_core::age::Epoch;
 use tracker_core::{ClassId, EventKind, Serial, Tracker};
 
 use crate::gil::GilCell;
@@ -25,6 +26,8 @@ use crate::trackers::{NativeCore, NativeTracker};
 #[derive(Clone, Copy)]
 pub(crate) struct Subject {
     pub(crate) serial: Serial,
+    /// The age epoch the object was born in.
+    pub(crate) born: Epoch,
     /// The object's class id; `None` when it could not be resolved (native
     /// trackers are then not told).
     pub(crate) class: Option<ClassId>,
@@ -169,9 +172,13 @@ pub(crate) unsafe fn notify(
             // The GIL serialises every call made from here. Creation and
             // destruction, the per-object pair, name their kind statically.
             match kind {
-                EventKind::Attached => native.attached_serialized(class, subject.serial),
-                EventKind::Destroyed => native.destroyed_serialized(class, subject.serial),
-                _ => native.notify_serialized(kind, class, subject.serial),
+                EventKind::Attached => {
+                    native.attached_serialized(class, subject.serial, subject.born)
+                }
+                EventKind::Destroyed => {
+                    native.destroyed_serialized(class, subject.serial, subject.born)
+                }
+                _ => native.notify_serialized(kind, class, subject.serial, subject.born),
             }
         }
         return Outcome::Done;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use tracker_shm::{ReadError, ShmOptions, ShmTracker, WeakShmTracker};
+use pyo3::types::{PyDict, PyString};
+use tracker_shm::{ReadError, ShmOptions, ShmTracker, TickUnit, WeakShmTracker};
 
+use crate::gil::GilCell;
 use crate::trackers::{records_to_py, NativeTracker};
 
 create_exception!(
@@ -68,7 +69,7 @@ pub(crate) struct PyShmTracker {
 #[pymethods]
 impl PyShmTracker {
     #[new]
-    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=64, history_period=1.0, sampler=true, keep_exited=8))]
+    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=96, history_period=1.0, sampler=true, keep_exited=8, service=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -80,6 +81,7 @@ impl PyShmTracker {
         history_period: f64,
         sampler: bool,
         keep_exited: i64,
+        service: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let options = ShmOptions {
             directory,
@@ -99,6 +101,7 @@ impl PyShmTracker {
             history_period: period("history_period", history_period)?,
             sampler,
             keep_exited: in_range("keep_exited", keep_exited, 0, 1 << 20)? as usize,
+            service,
         };
         let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
         if let Some(problem) = shm.take_problem_report() {
@@ -124,6 +127,13 @@ impl PyShmTracker {
         self.shm.problem()
     }
 
+    /// Counts `n` units of work called `name` in this tracker's segment
+    /// (see `pytracker.tick`).
+    #[pyo3(signature = (name="requests", n=1))]
+    fn tick(&self, name: &str, n: u64) {
+        self.shm.tick(self.shm.unit(name), n);
+    }
+
     /// Writes a history sample and a heartbeat now.
     fn sample(&self) {
         self.shm.sample();
@@ -140,6 +150,81 @@ impl PyShmTracker {
             None => "<pytracker.ShmTracker (not published)>".into(),
         }
     }
+}
+
+/// The last unit of work ticked through the global tracker, so a repeated
+/// `tick()` costs two pointer comparisons and one atomic add.
+struct TickCache {
+    /// The global tracker's generation it was resolved for.
+    generation: u64,
+    /// The unit's name (a strong reference, so its address is not reused).
+    name: Option<Py<PyString>>,
+    /// The global tracker's segment writer, if it is a ShmTracker.
+    shm: Option<Arc<ShmTracker>>,
+    unit: Option<TickUnit>,
+}
+
+static TICK_CACHE: GilCell<TickCache> = GilCell::new(TickCache {
+    generation: u64::MAX,
+    name: None,
+    shm: None,
+    unit: None,
+});
+
+/// Counts `n` units of work called `name` (requests, jobs, messages) in
+/// the global tracker's segment, when that is a ShmTracker (the
+/// exporter): readers then show objects retained per 1,000 units. Eight
+/// unit names at most; names are cut to 24 bytes. No allocation once a
+/// name has been used.
+#[pyfunction]
+#[pyo3(signature = (name=None, n=1))]
+pub(crate) fn tick(py: Python<'_>, name: Option<&Bound<'_, PyString>>, n: u64) -> PyResult<()> {
+    let name_ptr = name.map_or(std::ptr::null_mut(), |s| s.as_ptr());
+    let generation = crate::object::global_generation();
+    let hit = TICK_CACHE.with(py, |c| {
+        let cached = c.name.as_ref().map_or(std::ptr::null_mut(), |s| s.as_ptr());
+        if c.generation != generation || cached != name_ptr {
+            return false;
+        }
+        if let (Some(shm), Some(unit)) = (&c.shm, c.unit) {
+            shm.tick(unit, n);
+        }
+        true
+    });
+    if hit {
+        return Ok(());
+    }
+    tick_slow(py, name, generation, n)
+}
+
+#[cold]
+fn tick_slow(
+    py: Python<'_>,
+    name: Option<&Bound<'_, PyString>>,
+    generation: u64,
+    n: u64,
+) -> PyResult<()> {
+    let text = match name {
+        Some(s) => s.to_cow()?.into_owned(),
+        None => "requests".to_string(),
+    };
+    let shm = crate::object::global_tracker(py)
+        .and_then(|t| t.cast::<PyShmTracker>().ok().map(|t| t.get().shm.clone()));
+    let unit = shm.as_ref().map(|s| s.unit(&text));
+    if let (Some(shm), Some(unit)) = (&shm, unit) {
+        shm.tick(unit, n);
+    }
+    let cache = TickCache {
+        generation,
+        name: name.map(|s| s.clone().unbind()),
+        shm,
+        unit,
+    };
+    // The old cache (and its reference to a name) is dropped after the
+    // cell is updated.
+    let old = TICK_CACHE.replace(py, cache);
+    drop(old);
+    Ok(())
 }
 
 /// At interpreter exit: removes every segment this process published.

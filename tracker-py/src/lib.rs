@@ -148,6 +148,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ]);
     m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
     m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(exporter::tick, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::_close_exporters, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::_after_fork_child, m)?)?;
 

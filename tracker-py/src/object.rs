@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+use tracker_core::age::Epoch;
 use tracker_core::{next_serial, ClassId, EventKind, Serial};
 
 use crate::dispatch::{self, Outcome, Subject};
@@ -37,9 +38,10 @@ pub(crate) struct TrackableObject {
     serial: Serial,
     /// [`ClassId`] of the type, or [`UNRESOLVED`].
     class: u32,
-    /// The creating thread's [`creator_tag`] while creators are recorded
-    /// (see [`record_creators`]), else 0.
-    creator: u32,
+    /// The age epoch the object was born in (see `tracker_core::age`):
+    /// trackers that count ages are told it, so an object's cohort is
+    /// known at destruction without a look-up.
+    born: Epoch,
     /// Strong reference to the assigned tracker, or null.
     tracker: *mut ffi::PyObject,
     /// Strong reference to the data bundle, or null (reads as `None`).
@@ -106,17 +108,17 @@ impl Fields {
         unsafe { (*self.0).class = class }
     }
 
-    /// The creating thread's tag, 0 if it was not recorded.
+    /// The epoch the object was born in.
     #[inline(always)]
-    fn creator(self) -> u32 {
+    fn born(self) -> Epoch {
         // SAFETY: as in `serial`.
-        unsafe { (*self.0).creator }
+        unsafe { (*self.0).born }
     }
 
     #[inline(always)]
-    fn set_creator(self, tag: u32) {
+    fn set_born(self, born: Epoch) {
         // SAFETY: as in `set_serial`.
-        unsafe { (*self.0).creator = tag }
+        unsafe { (*self.0).born = born }
     }
 
     /// The tracker (a strong reference the object owns), or null.
@@ -186,6 +188,7 @@ impl Fields {
     fn subject(self, py: Python<'_>) -> Subject {
         Subject {
             serial: self.serial(),
+            born: self.born(),
             class: self.class_id(py),
             ty: self.ty(),
             bundle: self.bundle(),
@@ -352,9 +355,21 @@ fn trackable_type() -> *mut ffi::PyTypeObject {
 pub(crate) fn set_global_tracker(py: Python<'_>, tracker: Option<&Bound<'_, PyAny>>) {
     let new = tracker.map_or(ptr::null_mut(), |t| t.clone().into_ptr());
     dispatch::set_global(py, new);
+    GLOBAL_GENERATION.fetch_add(1, Relaxed);
     let old = GLOBAL_TRACKER.swap(new, Relaxed);
     // SAFETY: `old` was null or a strong reference owned by the static.
     unsafe { release(old) };
+}
+
+/// Bumped each time the global tracker is replaced, so caches keyed on it
+/// (see `exporter::tick`) never mistake a new tracker at a reused address
+/// for the old one.
+static GLOBAL_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The global tracker's generation (see [`GLOBAL_GENERATION`]).
+#[inline(always)]
+pub(crate) fn global_generation() -> u64 {
+    GLOBAL_GENERATION.load(Relaxed)
 }
 
 /// The global tracker, if one is set.
@@ -375,6 +390,69 @@ unsafe fn has_arguments(args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> b
 /// How many callers want creating threads recorded (`leak_check` blocks
 /// and the pytest plugin, while they run). At 0 creation costs one load.
 static RECORDING_CREATORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Which thread created each object made while creators are recorded: a
+/// map from serial to [`creator_tag`], kept beside the objects (rarely
+/// used, so it costs them no field). An entry goes when its object does.
+mod creators {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    use tracker_core::Serial;
+
+    use crate::gil::GilCell;
+
+    static MAP: GilCell<Option<HashMap<Serial, u32>>> = GilCell::new(None);
+    /// The map has entries: destruction looks there only then.
+    static USED: AtomicBool = AtomicBool::new(false);
+
+    /// Records the current thread as `serial`'s creator (GIL held).
+    #[cold]
+    pub(super) fn record(serial: Serial) {
+        // SAFETY: callers hold the GIL (object creation).
+        let py = unsafe { pyo3::Python::assume_attached() };
+        let tag = super::creator_tag();
+        MAP.with(py, |m| {
+            m.get_or_insert_with(HashMap::new).insert(serial, tag)
+        });
+        USED.store(true, Relaxed);
+    }
+
+    /// Forgets `serial` (its object is being destroyed; GIL held).
+    #[inline(always)]
+    pub(super) fn forget(serial: Serial) {
+        if USED.load(Relaxed) {
+            forget_slow(serial);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget_slow(serial: Serial) {
+        // SAFETY: callers hold the GIL (object destruction).
+        let py = unsafe { pyo3::Python::assume_attached() };
+        MAP.with(py, |m| {
+            if let Some(map) = m {
+                map.remove(&serial);
+                if map.is_empty() {
+                    *m = None;
+                    USED.store(false, Relaxed);
+                }
+            }
+        });
+    }
+
+    /// The tag of `serial`'s creator, 0 if it was not recorded (GIL held).
+    pub(super) fn of(serial: Serial) -> u32 {
+        // SAFETY: callers hold the GIL (a method of a live object).
+        let py = unsafe { pyo3::Python::assume_attached() };
+        MAP.with(py, |m| {
+            m.as_ref()
+                .and_then(|m| m.get(&serial).copied())
+                .unwrap_or(0)
+        })
+    }
+}
 
 /// Starts (`true`) or stops recording which thread creates each Trackable;
 /// calls nest.
@@ -433,8 +511,9 @@ unsafe extern "C" fn trackable_new(
     let this = unsafe { Fields::of(obj) };
     this.set_serial(next_serial());
     this.set_class(UNRESOLVED);
+    this.set_born(tracker_core::age::now());
     if RECORDING_CREATORS.load(Relaxed) != 0 {
-        this.set_creator(creator_tag());
+        creators::record(this.serial());
     }
     if GLOBAL_TRACKER.load(Relaxed).is_null() {
         return obj;
@@ -455,6 +534,7 @@ unsafe extern "C" fn trackable_new(
     this.replace_tracker(tracker);
     let subject = Subject {
         serial: this.serial(),
+        born: this.born(),
         class: Some(info.class),
         ty,
         bundle: ptr::null_mut(),
@@ -728,6 +808,7 @@ unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
         unsafe { ffi::PyObject_ClearWeakRefs(obj) };
     }
     release_tracker(this, true);
+    creators::forget(this.serial());
     // SAFETY: the field's reference is ours once taken out.
     unsafe { release(this.replace_bundle(ptr::null_mut())) };
     // SAFETY: `ty` is live (the object holds a reference to it); its
@@ -847,7 +928,7 @@ impl<'a, 'py> TrackableRef<'a, 'py> {
 
     /// The creating thread's tag (see [`creator_tag`]), 0 if not recorded.
     pub(crate) fn creator(&self) -> u32 {
-        self.fields.creator()
+        creators::of(self.fields.serial())
     }
 
     /// The assigned tracker.

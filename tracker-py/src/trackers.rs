@@ -107,7 +107,9 @@ fn notify_from_python(
     objtype: &Bound<'_, PyType>,
 ) {
     let class = typecache::class_info(objtype).class;
-    tracker.notify_serialized(kind, class, serial);
+    // Called from Python with a serial and a type only: the object's birth
+    // is not known, so it counts as born now.
+    tracker.notify_serialized(kind, class, serial, tracker_core::age::now());
 }
 
 #[pymethods]

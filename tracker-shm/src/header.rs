@@ -26,7 +26,7 @@ use crate::layout::{self, header, Geometry};
 use crate::mapping::{ReadView, WriteView};
 
 /// What the header says about the writer and the segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderInfo {
     /// Layout version (major, minor).
     pub version: (u16, u16),
@@ -52,6 +52,23 @@ pub struct HeaderInfo {
     pub names_truncated: u64,
     /// History sample period.
     pub history_period_ms: u64,
+    /// The service the writer belongs to.
+    pub service: String,
+    /// Worker slot in the service, [`layout::NO_WORKER`] if none.
+    pub worker: u64,
+    /// [`layout::ROLE_STANDALONE`], [`layout::ROLE_MASTER`] or
+    /// [`layout::ROLE_WORKER`].
+    pub role: u64,
+    /// The writer's parent pid when the segment was created.
+    pub parent_pid: u32,
+    /// Resident set size at the last sample, bytes (0 before the first).
+    pub rss_bytes: u64,
+    /// Milliseconds per age epoch.
+    pub age_epoch_ms: u64,
+    /// `CLOCK_MONOTONIC` ns at age epoch 0.
+    pub age_origin_ns: u64,
+    /// Tier `k+1` of the history samples every this many tier-`k` samples.
+    pub tier_factor: u64,
 }
 
 /// The writer's identity, as the header records it.
@@ -65,6 +82,14 @@ pub(crate) struct Identity<'a> {
     pub(crate) boot_id: [u8; 16],
     pub(crate) history_period_ms: u64,
     pub(crate) events: bool,
+    /// The service name, already cut to [`header::SERVICE_MAX`] bytes.
+    pub(crate) service: &'a [u8],
+    pub(crate) worker: u64,
+    pub(crate) role: u64,
+    pub(crate) parent_pid: u32,
+    pub(crate) age_epoch_ms: u64,
+    pub(crate) age_origin_ns: u64,
+    pub(crate) age_folded: u64,
 }
 
 /// Writes every header field but the state (writer, before [`publish`]).
@@ -100,6 +125,16 @@ pub(crate) fn write(v: WriteView<'_>, g: &Geometry, id: &Identity<'_>) {
     put(header::CMDLINE_LEN, cmdline.len() as u64);
     v.write_bytes(header::CMDLINE, cmdline);
     v.write_bytes(header::BOOT_ID, &id.boot_id);
+    let service = &id.service[..id.service.len().min(header::SERVICE_MAX as usize)];
+    put(header::SERVICE_LEN, service.len() as u64);
+    v.write_bytes(header::SERVICE, service);
+    put(header::WORKER, id.worker);
+    put(header::ROLE, id.role);
+    put(header::PARENT_PID, u64::from(id.parent_pid));
+    put(header::AGE_EPOCH_MS, id.age_epoch_ms);
+    put(header::AGE_ORIGIN_NS, id.age_origin_ns);
+    put(header::AGE_FOLDED, id.age_folded);
+    put(header::TIER_FACTOR, layout::TIER_FACTOR);
 }
 
 /// Makes everything written so far visible to readers that see the state
@@ -136,6 +171,14 @@ pub(crate) fn read(v: ReadView<'_>) -> HeaderInfo {
         classes_dropped: get(header::CLASSES_DROPPED),
         names_truncated: get(header::NAMES_TRUNCATED),
         history_period_ms: get(header::HISTORY_PERIOD_MS),
+        service: v.text(header::SERVICE_LEN, header::SERVICE, header::SERVICE_MAX),
+        worker: get(header::WORKER),
+        role: get(header::ROLE),
+        parent_pid: u32::try_from(get(header::PARENT_PID)).unwrap_or(0),
+        rss_bytes: get(header::RSS_BYTES),
+        age_epoch_ms: get(header::AGE_EPOCH_MS),
+        age_origin_ns: get(header::AGE_ORIGIN_NS),
+        tier_factor: get(header::TIER_FACTOR),
     }
 }
 

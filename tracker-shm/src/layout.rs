@@ -1,4 +1,4 @@
-//! The segment layout, version 1.0. `docs/segment-format.md` is the prose
+//! The segment layout, version 2.0. `docs/segment-format.md` is the prose
 //! version of this file; a change to one is a change to both, and to the
 //! version numbers below.
 //!
@@ -10,7 +10,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"PYTRKSHM");
 /// Written as a u32; reads back as this value only on a little-endian host.
 pub const ENDIAN_PROBE: u32 = 0x0102_0304;
 /// Readers refuse segments with another major version.
-pub const MAJOR: u16 = 1;
+pub const MAJOR: u16 = 2;
 /// Additive changes only; readers accept any minor version.
 pub const MINOR: u16 = 0;
 
@@ -82,13 +82,106 @@ pub mod header {
     pub const CMDLINE_LEN: u64 = 192;
     /// 16 bytes: the kernel's boot id (binary), to tell reboots apart.
     pub const BOOT_ID: u64 = 200;
+    /// u64 byte length of the service name at [`SERVICE`].
+    pub const SERVICE_LEN: u64 = 216;
+    /// u64 worker slot within the service, [`super::NO_WORKER`] if none.
+    pub const WORKER: u64 = 224;
+    /// u64 role: [`super::ROLE_STANDALONE`], [`super::ROLE_MASTER`] or
+    /// [`super::ROLE_WORKER`].
+    pub const ROLE: u64 = 232;
+    /// u64 parent process id at creation.
+    pub const PARENT_PID: u64 = 240;
+    /// u64 resident set size of the process at the last sample, bytes.
+    pub const RSS_BYTES: u64 = 248;
+    /// u64 the epoch the class cohorts are folded to (see
+    /// `tracker_core::age`).
+    pub const AGE_FOLDED: u64 = 256;
+    /// u64 sequence: odd while the writer folds cohorts.
+    pub const AGE_SEQ: u64 = 264;
+    /// u64 milliseconds per age epoch.
+    pub const AGE_EPOCH_MS: u64 = 272;
+    /// u64 `CLOCK_MONOTONIC` nanoseconds at epoch 0.
+    pub const AGE_ORIGIN_NS: u64 = 280;
+    /// u64 samples written to history tier 1 (tier 0's count is
+    /// [`HISTORY_HEAD`]).
+    pub const TIER1_HEAD: u64 = 288;
+    /// u64 samples written to history tier 2.
+    pub const TIER2_HEAD: u64 = 296;
+    /// u64 tier `k+1` takes one sample every this many of tier `k`'s.
+    pub const TIER_FACTOR: u64 = 304;
+    /// u64 unit names claimed in the tick table (may exceed
+    /// [`super::TICK_MAX`]; readers clamp).
+    pub const TICK_COUNT: u64 = 312;
+    /// u64 ticks of units that found the table full.
+    pub const TICKS_DROPPED: u64 = 320;
+    /// The service name, UTF-8, [`SERVICE_MAX`] bytes.
+    pub const SERVICE: u64 = 384;
+    /// Bytes reserved for the service name.
+    pub const SERVICE_MAX: u64 = 64;
     /// The command line, arguments separated by spaces, cut at
     /// [`CMDLINE_MAX`] bytes.
     pub const CMDLINE: u64 = 512;
     /// Bytes reserved for the command line.
     pub const CMDLINE_MAX: u64 = 512;
-    /// History totals: [`super::HISTORY_TOTAL_WORDS`] u64 per sample.
-    pub const HISTORY_TOTALS: u64 = 1024;
+    /// The tick table: [`super::TICK_MAX`] entries of
+    /// [`super::TICK_ENTRY_SIZE`] bytes (see [`super::tick`]).
+    pub const TICKS: u64 = 1024;
+}
+
+/// [`header::WORKER`] of a process that is no service's worker.
+pub const NO_WORKER: u64 = u64::MAX;
+/// [`header::ROLE`]: a process on its own.
+pub const ROLE_STANDALONE: u64 = 0;
+/// [`header::ROLE`]: the process its service's workers were forked from.
+pub const ROLE_MASTER: u64 = 1;
+/// [`header::ROLE`]: a worker of its service.
+pub const ROLE_WORKER: u64 = 2;
+
+/// Entries in the tick table.
+pub const TICK_MAX: u64 = 8;
+/// Bytes per tick-table entry.
+pub const TICK_ENTRY_SIZE: u64 = 48;
+
+/// Tick-table entry field offsets, relative to the entry.
+pub mod tick {
+    /// u64 state: [`super::SLOT_FREE`], [`super::SLOT_FILLING`],
+    /// [`super::SLOT_PUBLISHED`].
+    pub const STATE: u64 = 0;
+    /// u64 byte length of the unit's name.
+    pub const NAME_LEN: u64 = 8;
+    /// UTF-8 name of the unit of work, [`NAME_MAX`] bytes.
+    pub const NAME: u64 = 16;
+    /// Bytes reserved for the name.
+    pub const NAME_MAX: u64 = 24;
+    /// u64 units counted so far.
+    pub const COUNT: u64 = 40;
+}
+
+/// Offset of the history totals: [`HISTORY_TIERS`] tiers of
+/// `history_capacity` samples of [`HISTORY_TOTAL_WORDS`] u64 each.
+pub const TOTALS_OFFSET: u64 = HEADER_SIZE;
+/// History tiers (tier `k` samples every `history_period ×
+/// TIER_FACTOR^k`).
+pub const HISTORY_TIERS: u64 = 3;
+/// [`header::TIER_FACTOR`] as written by this version.
+pub const TIER_FACTOR: u64 = 60;
+
+/// Words of one history-totals sample, in order.
+pub mod total {
+    /// `CLOCK_MONOTONIC` ns of the sample.
+    pub const TIME_NS: u64 = 0;
+    /// Live objects, all classes.
+    pub const LIVE: u64 = 1;
+    /// Objects created, all classes.
+    pub const CREATED: u64 = 2;
+    /// Objects destroyed, all classes.
+    pub const DESTROYED: u64 = 3;
+    /// Resident set size of the process, bytes.
+    pub const RSS: u64 = 4;
+    /// Count of tick unit 0 (then units 1 and 2 in the next words).
+    pub const TICKS: u64 = 5;
+    /// Tick units sampled.
+    pub const TICK_UNITS: u64 = 3;
 }
 
 /// [`header::STATE`]: being built.
@@ -101,12 +194,10 @@ pub const STATE_CLOSED: u64 = 2;
 /// [`header::FLAGS`]: the writer records events in the ring.
 pub const FLAG_EVENTS: u64 = 1;
 
-/// Words per history-totals sample: time (monotonic ns), total live, total
-/// created, total destroyed.
-pub const HISTORY_TOTAL_WORDS: u64 = 4;
-/// The most history samples a segment keeps (the totals must fit in the
-/// header page).
-pub const HISTORY_MAX: u64 = (HEADER_SIZE - header::HISTORY_TOTALS) / (8 * HISTORY_TOTAL_WORDS);
+/// Words per history-totals sample (see [`total`]).
+pub const HISTORY_TOTAL_WORDS: u64 = 8;
+/// The most history samples a segment keeps per tier.
+pub const HISTORY_MAX: u64 = 96;
 
 /// Class slot field offsets, relative to the slot.
 pub mod class {
@@ -124,9 +215,21 @@ pub mod class {
     /// The class's counters: `tracker_core::ClassCounters`, nine u64 words
     /// (see `tracker_core::counter_words` for their order).
     pub const COUNTERS: u64 = 144;
-    /// Live-count history: one u32 per sample, ring indexed by sample
+    /// u64 highest live count seen.
+    pub const PEAK_LIVE: u64 = 216;
+    /// u64 Unix ms of the sample that first saw [`PEAK_LIVE`] (0: not
+    /// stamped yet).
+    pub const PEAK_UNIX_MS: u64 = 224;
+    /// u64 the peak value [`PEAK_UNIX_MS`] refers to (the writer's
+    /// bookkeeping).
+    pub const PEAK_STAMPED: u64 = 232;
+    /// Age cohorts: `tracker_core::age::COHORTS` pairs of u32 (born,
+    /// died).
+    pub const COHORTS: u64 = 256;
+    /// Live-count history: [`super::HISTORY_TIERS`] tiers, each one u32
+    /// per sample for `history_capacity` samples, a ring indexed by sample
     /// number modulo the history capacity.
-    pub const HISTORY: u64 = 256;
+    pub const HISTORY: u64 = 832;
 }
 
 /// Class slot state: unused.
@@ -160,10 +263,16 @@ pub mod event {
 /// Bytes per event slot.
 pub const EVENT_SLOT_SIZE: u64 = 32;
 
-/// Bytes per class slot for a history of `history` samples.
+/// Bytes per class slot for a history of `history` samples per tier.
 pub const fn class_slot_size(history: u64) -> u64 {
-    let end = class::HISTORY + 4 * history;
+    let end = class::HISTORY + 4 * HISTORY_TIERS * history;
     end.div_ceil(64) * 64
+}
+
+/// Bytes of the history totals for `history` samples per tier, rounded up
+/// to whole pages.
+pub const fn totals_size(history: u64) -> u64 {
+    (HISTORY_TIERS * history * 8 * HISTORY_TOTAL_WORDS).div_ceil(4096) * 4096
 }
 
 /// Sizes and offsets of a segment, derived from its capacities.
@@ -200,7 +309,7 @@ impl Geometry {
         };
         let history_capacity = history_capacity.clamp(1, HISTORY_MAX);
         let class_slot_size = class_slot_size(history_capacity);
-        let class_offset = HEADER_SIZE;
+        let class_offset = TOTALS_OFFSET + totals_size(history_capacity);
         let ring_offset = class_offset + class_capacity * class_slot_size;
         let total_size = ring_offset + ring_capacity * EVENT_SLOT_SIZE;
         Geometry {
@@ -219,6 +328,17 @@ impl Geometry {
         self.class_offset + i * self.class_slot_size
     }
 
+    /// Offset of history-totals sample `index` of tier `tier`.
+    pub fn total_sample(&self, tier: u64, index: u64) -> u64 {
+        TOTALS_OFFSET + (tier * self.history_capacity + index) * 8 * HISTORY_TOTAL_WORDS
+    }
+
+    /// Offset, inside a class slot, of the live count of sample `index` of
+    /// tier `tier`.
+    pub fn class_history(&self, tier: u64, index: u64) -> u64 {
+        class::HISTORY + 4 * (tier * self.history_capacity + index)
+    }
+
     /// Offset of the event slot of ticket `t` (ring must be non-empty).
     pub fn event_slot(&self, t: u64) -> u64 {
         self.ring_offset + (t & (self.ring_capacity - 1)) * EVENT_SLOT_SIZE
@@ -227,8 +347,14 @@ impl Geometry {
 
 // Compile-time checks that the regions do not overlap.
 const _: () = assert!(header::BOOT_ID + 16 <= header::CMDLINE);
-const _: () = assert!(header::CMDLINE + header::CMDLINE_MAX <= header::HISTORY_TOTALS);
-const _: () = assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::HISTORY);
+const _: () = assert!(header::TICKS_DROPPED + 8 <= header::SERVICE);
+const _: () = assert!(header::SERVICE + header::SERVICE_MAX <= header::CMDLINE);
+const _: () = assert!(header::CMDLINE + header::CMDLINE_MAX <= header::TICKS);
+const _: () = assert!(header::TICKS + TICK_MAX * TICK_ENTRY_SIZE <= HEADER_SIZE);
+const _: () = assert!(tick::NAME + tick::NAME_MAX == tick::COUNT);
+const _: () = assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::PEAK_LIVE);
+const _: () = assert!(class::PEAK_STAMPED + 8 <= class::COHORTS);
+const _: () = assert!(class::COHORTS + 8 * tracker_core::age::COHORTS as u64 <= class::HISTORY);
 const _: () = assert!(class::NAME + class::NAME_MAX == class::COUNTERS);
 
 #[cfg(test)]
@@ -239,7 +365,9 @@ mod tests {
     fn geometry_is_aligned_and_in_bounds() {
         let g = Geometry::new(4096, 65536, 64);
         assert_eq!(g.class_slot_size % 64, 0);
-        assert!(g.class_slot_size >= class::HISTORY + 4 * 64);
+        assert!(g.class_slot_size >= class::HISTORY + 3 * 4 * 64);
+        assert_eq!(g.class_offset % 4096, 0);
+        assert!(g.total_sample(2, 63) + 64 <= g.class_offset);
         assert_eq!(g.ring_offset % 8, 0);
         assert_eq!(g.total_size, g.ring_offset + 65536 * 32);
         assert_eq!(Geometry::new(10, 100, 10).ring_capacity, 128);

@@ -37,10 +37,12 @@ mod mapping;
 mod naming;
 // One module per shared-memory protocol, each with both of its halves
 // (writer and reader) and the argument for its memory orderings.
+mod ages;
 mod classes;
 mod header;
 mod history;
 mod ring;
+mod ticks;
 // The writer.
 mod options;
 mod region;
@@ -68,7 +70,9 @@ pub use naming::{
     SegmentName, DIR_ENV, FILE_PREFIX,
 };
 pub use options::ShmOptions;
+pub use region::SERVICE_ENV;
 pub use ring::{Event, EventCursor, MAX_EVENTS_PER_POLL};
-pub use segment::Segment;
+pub use segment::{ClassAges, Segment};
 pub use sys::{monotonic_ns, uid as effective_uid, user_name};
-pub use tracker::{ShmTracker, WeakShmTracker};
+pub use ticks::TickCount;
+pub use tracker::{ShmTracker, TickUnit, WeakShmTracker};

@@ -198,18 +198,6 @@ impl<'m> WriteView<'m> {
         unsafe { AtomicU32::from_ptr(self.ptr.add(off) as *mut u32) }
     }
 
-    /// The class counters placed at `off`.
-    #[inline(always)]
-    #[track_caller]
-    pub(crate) fn counters(&self, off: u64) -> &'m tracker_core::ClassCounters {
-        let off = self.checked(off, 8 * tracker_core::counter_words::COUNT, 8);
-        // SAFETY: `ClassCounters` is `repr(C)`, made only of `AtomicU64`s
-        // (valid for any bit pattern, alignment 8); `off` is aligned and in
-        // bounds (checked), and the memory, mapped for `'m`, is only
-        // accessed atomically.
-        unsafe { &*(self.ptr.add(off) as *const tracker_core::ClassCounters) }
-    }
-
     /// Writes `bytes` at `off` (8-byte aligned) word by word, zero-padded
     /// to whole words.
     pub(crate) fn write_bytes(&self, off: u64, bytes: &[u8]) {
@@ -448,6 +436,23 @@ impl SegmentMap {
         // inside the slot (class_slot_size >= class::HISTORY); offsets are
         // multiples of 8 (checked in `new`; COUNTERS is 144).
         unsafe { self.map.counters_unchecked(off) }
+    }
+
+    /// The peak and age cohorts of class slot `slot`.
+    ///
+    /// # Panics
+    /// If `slot` is not a slot of the table.
+    #[inline(always)]
+    pub(crate) fn ages(&self, slot: u32) -> &crate::ages::SlotAges {
+        let slot = u64::from(slot);
+        assert!(slot < self.geo.class_capacity);
+        let off = self.geo.class_offset + slot * self.geo.class_slot_size + class::PEAK_LIVE;
+        // SAFETY: slot < class_capacity and the table ends inside the
+        // mapping (checked in `new`); `SlotAges` ends before the slot's
+        // history (layout's compile-time checks), inside the slot
+        // (class_slot_size >= class::HISTORY); 8-aligned (PEAK_LIVE is
+        // 216). `SlotAges` is `repr(C)` atomics, valid for any bits.
+        unsafe { &*(self.map.ptr.add(off as usize) as *const crate::ages::SlotAges) }
     }
 
     /// The four words of the event slot of ticket `t` (sequence, meta,

@@ -26,6 +26,10 @@ pub struct ShmOptions {
     /// post-mortem reading); older ones are removed when a tracker starts,
     /// so crashed or killed services do not fill `/dev/shm`.
     pub keep_exited: usize,
+    /// The service this process belongs to. `None`: `$PYTRACKER_SERVICE`,
+    /// else a short name derived from the program (the script or module a
+    /// Python interpreter runs).
+    pub service: Option<String>,
 }
 
 impl Default for ShmOptions {
@@ -35,10 +39,11 @@ impl Default for ShmOptions {
             class_capacity: 4096,
             ring_capacity: 65536,
             events: true,
-            history_capacity: 64,
+            history_capacity: 96,
             history_period: Duration::from_secs(1),
             sampler: true,
             keep_exited: 8,
+            service: None,
         }
     }
 }

@@ -61,6 +61,60 @@ pub(crate) fn cmdline(pid: u32) -> String {
     parts.join(" ")
 }
 
+/// This process's resident set size in bytes, from `/proc/self/statm`
+/// (0 if it cannot be read).
+pub(crate) fn own_rss_bytes() -> u64 {
+    let Ok(text) = fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    pages.saturating_mul(crate::sys::page_size())
+}
+
+/// A short service name for a program run as `args` (its command line):
+/// the script or module a Python interpreter runs, else the program's file
+/// name. Never the whole command line.
+pub(crate) fn default_service(args: &[String]) -> String {
+    let base = |p: &str| -> String {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        name.strip_suffix(".py").unwrap_or(name).to_string()
+    };
+    let Some(program) = args.first() else {
+        return "unknown".into();
+    };
+    let program_name = base(program);
+    if program_name.starts_with("python") {
+        let mut rest = args[1..].iter();
+        while let Some(a) = rest.next() {
+            match a.as_str() {
+                "-m" => return rest.next().map_or(program_name.clone(), |m| m.clone()),
+                "-c" => return program_name,
+                _ if a.starts_with("-m") && a.len() > 2 => return a[2..].to_string(),
+                _ if a.starts_with('-') => {
+                    if matches!(a.as_str(), "-W" | "-X" | "--check-hash-based-pycs") {
+                        rest.next();
+                    }
+                }
+                _ => return base(a),
+            }
+        }
+    }
+    program_name
+}
+
+/// This process's arguments, from `/proc/self/cmdline`.
+pub(crate) fn own_args() -> Vec<String> {
+    let raw = fs::read("/proc/self/cmdline").unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
 /// The kernel's boot id as 16 bytes (zeros if unknown).
 pub(crate) fn boot_id() -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -128,6 +182,27 @@ pub(crate) fn parse_flock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_service_names_the_script_or_module() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            default_service(&args("/usr/bin/python3 -u /srv/app/web.py --port 80")),
+            "web"
+        );
+        assert_eq!(
+            default_service(&args("python3.11 -X dev -m gunicorn app:wsgi")),
+            "gunicorn"
+        );
+        assert_eq!(default_service(&args("python3 -mcelery worker")), "celery");
+        assert_eq!(default_service(&args("python3 -c pass")), "python3");
+        assert_eq!(
+            default_service(&args("/venv/bin/gunicorn -w 4 app:wsgi")),
+            "gunicorn"
+        );
+        assert_eq!(default_service(&[]), "unknown");
+        assert!(own_rss_bytes() > 0);
+    }
 
     #[test]
     fn lock_holders_of_one_file() {

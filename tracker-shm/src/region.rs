@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use tracker_core::ClassCounters;
 
 use crate::error::WriteError;
-use crate::layout::{header, Geometry, HEADER_SIZE};
+use crate::layout::{self, header, Geometry};
 use crate::mapping::{SegmentMap, WriteMap, WriteView};
 use crate::naming::{choose_directory, SegmentName};
 use crate::options::ShmOptions;
@@ -46,6 +46,10 @@ pub(crate) struct Region {
     /// protocol).
     pub(crate) forked_image: bool,
 }
+
+/// The environment variable naming the service (see
+/// [`ShmOptions::service`]).
+pub const SERVICE_ENV: &str = "PYTRACKER_SERVICE";
 
 /// Segments this process created so far (the last part of their names).
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -136,15 +140,36 @@ impl Region {
         let pid = sys::pid();
         let mut cmdline = proc::cmdline(pid).into_bytes();
         classes::cut_utf8(&mut cmdline, header::CMDLINE_MAX as usize);
+        let now_ns = sys::monotonic_ns();
+        tracker_core::age::start(now_ns);
+        let mut service = options
+            .service
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                std::env::var(SERVICE_ENV)
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            })
+            .unwrap_or_else(|| proc::default_service(&proc::own_args()))
+            .into_bytes();
+        classes::cut_utf8(&mut service, header::SERVICE_MAX as usize);
         let identity = crate::header::Identity {
             pid,
             start_time: proc::stat(pid).map_or(0, |s| s.start_time),
             created_unix_ms: tracker_core::now_unix_ms(),
-            created_mono_ns: sys::monotonic_ns(),
+            created_mono_ns: now_ns,
             cmdline: &cmdline,
             boot_id: proc::boot_id(),
             history_period_ms: options.history_period.as_millis() as u64,
             events: self.events,
+            service: &service,
+            worker: crate::layout::NO_WORKER,
+            role: crate::layout::ROLE_STANDALONE,
+            parent_pid: sys::parent_pid(),
+            age_epoch_ms: tracker_core::age::epoch_ms(),
+            age_origin_ns: tracker_core::age::origin_mono_ns(),
+            age_folded: u64::from(tracker_core::age::now()),
         };
         crate::header::write(self.view(), self.geo(), &identity);
         classes::publish_overflow(self.view(), self.geo());
@@ -171,10 +196,22 @@ impl Region {
             header::CLASSES_DROPPED,
             header::NAMES_TRUNCATED,
             header::HISTORY_HEAD,
+            header::TIER1_HEAD,
+            header::TIER2_HEAD,
+            header::AGE_FOLDED,
+            header::RSS_BYTES,
+            header::TICK_COUNT,
+            header::TICKS_DROPPED,
         ] {
             n.word(f).store(o.u64(f).unwrap_or(0), Relaxed);
         }
-        for w in (header::HISTORY_TOTALS..HEADER_SIZE).step_by(8) {
+        // The tick table, and the history totals of every tier.
+        let ticks_end = header::TICKS + layout::TICK_MAX * layout::TICK_ENTRY_SIZE;
+        let totals_end = og.class_offset.min(ng.class_offset);
+        for w in (header::TICKS..ticks_end)
+            .chain(layout::TOTALS_OFFSET..totals_end)
+            .step_by(8)
+        {
             n.word(w).store(o.u64(w).unwrap_or(0), Relaxed);
         }
         fence(Release);

@@ -20,7 +20,20 @@ use crate::history::{self, History};
 use crate::layout::{self, Geometry};
 use crate::mapping::ReadMap;
 use crate::ring::{self, Event, EventCursor};
-use crate::{classes, sys};
+use crate::ticks::{self, TickCount};
+use crate::{ages, classes, sys};
+
+/// One class's high-water mark and ages, as [`Segment::ages`] reads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassAges {
+    /// Highest live count seen.
+    pub peak_live: u64,
+    /// Unix ms of the sample that first saw it (0: not stamped yet).
+    pub peak_unix_ms: u64,
+    /// Live objects by cohort (objects counted from threads other than
+    /// the serialising lock's holder are in no cohort).
+    pub cohorts: tracker_core::age::CohortAges,
+}
 
 /// A mapped, validated segment.
 pub struct Segment {
@@ -189,10 +202,48 @@ impl Segment {
         ring::poll(self.map.view(), &self.geo, cursor, out)
     }
 
-    /// The live-count history of class slot `slot`, oldest first, with the
-    /// totals history. Samples the writer was overwriting while they were
-    /// read are left out.
+    /// Tier 0 of the history (every sample): each class's live counts,
+    /// oldest first, with the totals. Samples the writer was overwriting
+    /// while they were read are left out.
     pub fn history(&self) -> History {
-        history::read(self.map.view(), &self.geo)
+        history::read(self.map.view(), &self.geo, 0)
+    }
+
+    /// One tier of the history (0: every sample; 1: every
+    /// [`HeaderInfo::tier_factor`]-th; 2: every `tier_factor²`-th). A tier
+    /// past the last reads empty.
+    pub fn history_tier(&self, tier: u8) -> History {
+        history::read(self.map.view(), &self.geo, tier)
+    }
+
+    /// The units of work counted with ticks, in the order they were first
+    /// ticked (the history records the first three).
+    pub fn ticks(&self) -> Vec<TickCount> {
+        ticks::read(self.map.view())
+    }
+
+    /// Each listed class slot's high-water mark and live objects by age,
+    /// seen at `now_mono_ns` (`CLOCK_MONOTONIC`; for an exited writer, its
+    /// last heartbeat). `None` when the writer kept folding its cohorts
+    /// during every attempt to read them.
+    pub fn ages(&self, slots: &[u32], now_mono_ns: u64) -> Option<Vec<ClassAges>> {
+        let h = self.header();
+        let (folded, copies) = ages::read(self.map.view(), &self.geo, slots)?;
+        Some(
+            copies
+                .iter()
+                .map(|c| ClassAges {
+                    peak_live: c.peak_live,
+                    peak_unix_ms: c.peak_unix_ms,
+                    cohorts: ages::cohort_ages(
+                        c,
+                        folded,
+                        h.age_epoch_ms,
+                        h.age_origin_ns,
+                        now_mono_ns,
+                    ),
+                })
+                .collect(),
+        )
     }
 }

@@ -121,6 +121,18 @@ pub fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// This process's parent's id.
+pub(crate) fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    u32::try_from(unsafe { libc::getppid() }).unwrap_or(0)
+}
+
+/// The memory page size in bytes.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
 /// This process's id.
 pub(crate) fn pid() -> u32 {
     std::process::id()

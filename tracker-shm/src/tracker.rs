@@ -9,18 +9,20 @@
 //! order, is decided by the protocol modules ([`crate::classes`],
 //! [`crate::ring`], [`crate::history`], [`crate::header`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use tracker_core::age::Epoch;
 use tracker_core::{ClassId, ClassSnapshot, ClassTable, EventKind, Serial, Tracker};
 
 use crate::leaky::LeakyCell;
 use crate::options::ShmOptions;
 use crate::region::Region;
-use crate::{classes, history, ring, sys};
+use crate::{ages, classes, history, ring, sys, ticks};
 
 /// How often the sampler checks whether it is the process's last thread.
 const LAST_THREAD_CHECK: Duration = Duration::from_millis(100);
@@ -39,6 +41,9 @@ struct Inner {
     slots: ClassTable<AtomicU32>,
     sampler: Mutex<Option<Sampler>>,
     reported: AtomicBool,
+    /// Tick-table entry of each unit of work ticked so far (`None`: the
+    /// table was full).
+    units: Mutex<HashMap<String, Option<u64>>>,
     /// The segment's truncation was reported on standard error.
     damage_reported: AtomicBool,
 }
@@ -76,6 +81,7 @@ impl ShmTracker {
             slots: ClassTable::default(),
             sampler: Mutex::new(None),
             reported: AtomicBool::new(false),
+            units: Mutex::new(HashMap::new()),
             damage_reported: AtomicBool::new(false),
         });
         fork::register(&inner);
@@ -172,6 +178,30 @@ impl ShmTracker {
         }
     }
 
+    /// The unit of work called `name` (its entry in the segment's tick
+    /// table is claimed on first use; names are cut to 24 bytes, and past
+    /// eight units ticks are only counted as dropped).
+    pub fn unit(&self, name: &str) -> TickUnit {
+        let mut units = self.inner.units.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&entry) = units.get(name) {
+            return TickUnit(entry);
+        }
+        let entry = match self.inner.region_for_writing() {
+            Some(region) => ticks::claim(region.view(), name),
+            None => None,
+        };
+        units.insert(name.to_string(), entry);
+        TickUnit(entry)
+    }
+
+    /// Counts `n` units of work of `unit` (any thread; one atomic add).
+    #[inline]
+    pub fn tick(&self, unit: TickUnit, n: u64) {
+        if let Some(region) = self.inner.region_for_writing() {
+            ticks::add(region.view(), unit.0, n);
+        }
+    }
+
     /// Writes one history sample and a heartbeat now.
     pub fn sample(&self) {
         self.inner.sample();
@@ -233,7 +263,7 @@ impl ShmTracker {
     }
 
     #[inline(always)]
-    fn record(&self, kind: EventKind, class: ClassId, serial: Serial, serialized: bool) {
+    fn record(&self, kind: EventKind, class: ClassId, serial: Serial, lane: Lane) {
         let region = self.inner.region.get();
         if region.generation != sys::fork_generation() {
             return; // a forked child, before reopen_after_fork: never write the parent's segment
@@ -243,16 +273,39 @@ impl ShmTracker {
             _ => self.inner.claim(region, class),
         };
         let counters = region.counters(slot);
-        if serialized {
-            counters.record_serialized(kind, serial);
-        } else {
-            counters.record(kind, serial);
+        match lane {
+            Lane::Serialized(born) => {
+                counters.record_serialized(kind, serial);
+                match kind {
+                    EventKind::Attached => {
+                        ages::attached(region.seg(), slot, born, counters.live_now())
+                    }
+                    EventKind::Detached | EventKind::Destroyed => {
+                        ages::left(region.seg(), slot, born)
+                    }
+                    EventKind::Updated => {}
+                }
+            }
+            Lane::Shared => counters.record(kind, serial),
         }
         if region.events {
             let now = sys::coarse_monotonic_ns();
             ring::push(region.seg(), kind, slot, serial, now);
         }
     }
+}
+
+/// A unit of work of one [`ShmTracker`] (see [`ShmTracker::unit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickUnit(Option<u64>);
+
+/// Which lane a notification counts in.
+#[derive(Clone, Copy)]
+enum Lane {
+    /// Any thread: atomic read-modify-write, no ages.
+    Shared,
+    /// The serialising lock's holder, with the object's birth epoch.
+    Serialized(Epoch),
 }
 
 /// A [`ShmTracker`] handle that does not keep it alive.
@@ -316,7 +369,13 @@ impl Inner {
             }
         }
         let now = sys::monotonic_ns();
-        history::sample(region.view(), region.geo(), now);
+        tracker_core::age::advance(now);
+        let measures = history::Measures {
+            now_ns: now,
+            now_unix_ms: tracker_core::now_unix_ms(),
+            rss_bytes: crate::proc::own_rss_bytes(),
+        };
+        history::sample(region.seg(), measures);
         crate::header::beat(region.view(), now);
     }
 
@@ -349,22 +408,22 @@ impl Drop for Inner {
 impl Tracker for ShmTracker {
     #[inline]
     fn notify(&self, kind: EventKind, class: ClassId, serial: Serial) {
-        self.record(kind, class, serial, false);
+        self.record(kind, class, serial, Lane::Shared);
     }
 
     #[inline]
-    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial) {
-        self.record(kind, class, serial, true);
+    fn notify_serialized(&self, kind: EventKind, class: ClassId, serial: Serial, born: Epoch) {
+        self.record(kind, class, serial, Lane::Serialized(born));
     }
 
     #[inline]
-    fn attached_serialized(&self, class: ClassId, serial: Serial) {
-        self.record(EventKind::Attached, class, serial, true);
+    fn attached_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
+        self.record(EventKind::Attached, class, serial, Lane::Serialized(born));
     }
 
     #[inline]
-    fn destroyed_serialized(&self, class: ClassId, serial: Serial) {
-        self.record(EventKind::Destroyed, class, serial, true);
+    fn destroyed_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
+        self.record(EventKind::Destroyed, class, serial, Lane::Serialized(born));
     }
 }
 

@@ -61,7 +61,7 @@ fn round_trip_counts_names_events_history() {
     let a = ClassId::named("rt.Alpha");
     let b = ClassId::named("rt.Beta");
     for s in 1..=10 {
-        tracker.notify_serialized(EventKind::Attached, a, s);
+        tracker.notify_serialized(EventKind::Attached, a, s, 0);
     }
     for s in 1..=4 {
         tracker.notify(EventKind::Destroyed, a, s);
@@ -370,20 +370,23 @@ fn bad_input_gives_typed_errors() {
     ));
 
     let mut b = good.clone();
-    b[header_off(layout::header::VERSION)..][..4].copy_from_slice(&2u32.to_le_bytes());
+    // A segment of the previous format (1.0) is refused with a message
+    // that says what to do.
+    b[header_off(layout::header::VERSION)..][..4].copy_from_slice(&1u32.to_le_bytes());
     let err = open_bytes(&dir, "version", &b).unwrap_err();
     assert!(
         matches!(
             err,
             ReadError::Version {
-                found: 2,
-                supported: 1,
+                found: 1,
+                supported: 2,
                 ..
             }
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("version 2"));
+    assert!(err.to_string().contains("version 1"), "{err}");
+    assert!(err.to_string().contains("matching"), "{err}");
 
     let err = open_bytes(&dir, "trunc", &good[..good.len() / 2]).unwrap_err();
     assert!(matches!(err, ReadError::Truncated { .. }), "{err}");

@@ -20,6 +20,7 @@ from ._native import (
     get_global_tracker,
     read_snapshot,
     set_global_tracker,
+    tick,
     version,
 )
 from ._signal import dump_on_signal
@@ -47,6 +48,7 @@ __all__ = [
     "read_snapshot",
     "set_global_tracker",
     "start_exporter",
+    "tick",
     "version",
 ]
 

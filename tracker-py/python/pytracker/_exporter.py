@@ -20,10 +20,11 @@ def start_exporter(
     class_capacity: int = 4096,
     ring_capacity: int = 65536,
     events: bool = True,
-    history_capacity: int = 64,
+    history_capacity: int = 96,
     history_period: float = 1.0,
     sampler: bool = True,
     keep_exited: int = 8,
+    service: str | None = None,
 ) -> _native.ShmTracker:
     """Create a :class:`ShmTracker` and make it the global tracker, so
     ``pytracker-cli`` and ``pytracker-top`` can read this process's
@@ -34,10 +35,13 @@ def start_exporter(
     ``$XDG_RUNTIME_DIR``, else the temporary directory with a warning;
     ``$PYTRACKER_DIR`` overrides). ``class_capacity``: class slots.
     ``ring_capacity``: event-ring slots. ``events``: record lifecycle
-    events. ``history_capacity``: history samples kept (at most 96).
-    ``history_period``: seconds between samples. ``sampler``: a native
-    thread samples history and heartbeat. ``keep_exited``: segments of this
-    user's exited processes kept for post-mortem reading.
+    events. ``history_capacity``: history samples kept per tier (at most
+    96; tier 0 samples every ``history_period``, tier 1 every 60 periods,
+    tier 2 every 3,600). ``history_period``: seconds between samples.
+    ``sampler``: a native thread samples history and heartbeat.
+    ``keep_exited``: segments of this user's exited processes kept for
+    post-mortem reading. ``service``: the service this process belongs to
+    (default ``$PYTRACKER_SERVICE``, else the script or module name).
 
     Trackable objects that already exist are adopted: those with no tracker
     (made before any tracker was set, unless their class sets
@@ -60,6 +64,7 @@ def start_exporter(
             history_period=history_period,
             sampler=sampler,
             keep_exited=keep_exited,
+            service=service,
         )
     _native.set_global_tracker(_exporter)
     if previous is not _exporter:

@@ -1,0 +1,187 @@
+//! The age protocol: each class slot's cohorts (`tracker_core::age`) and
+//! its high-water mark.
+//!
+//! *Writer.* Only the serialised lane (the thread holding the GIL) counts
+//! births and deaths into cohorts and raises the peak, with plain loads and
+//! stores. When the age clock has moved past [`header::AGE_FOLDED`], that
+//! same thread folds every claimed slot's cohorts ([`fold_all`]) before it
+//! counts, inside a sequence bracket: [`header::AGE_SEQ`] is made odd, a
+//! `Release` fence follows, the cohorts move, `AGE_FOLDED` takes the new
+//! epoch, and `AGE_SEQ` becomes even again with `Release`. Objects counted
+//! from other threads (the shared lane) have no age: readers see them as
+//! live objects outside every cohort. The sampler stamps a peak with the
+//! time of the first sample that sees it.
+//!
+//! *Reader* ([`read`]). Loads `AGE_SEQ`, then an `Acquire` fence (odd: a fold is
+//! under way, try again), copies `AGE_FOLDED` and the cohorts, issues an
+//! `Acquire` fence and loads `AGE_SEQ` again: if it changed, a fold moved
+//! counts meanwhile and the copy is retried (a few times, then given up:
+//! ages are then not reported). If any copied word was written by the
+//! fold, the fence pairs with the writer's `Release` fence and the second
+//! load sees the odd or a later value. Counting outside folds changes one
+//! word at a time, which a copy may or may not include: each cohort is off
+//! by at most the objects born or dying while it is read.
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+
+use tracker_core::age::{self, CohortAges, Cohorts, Epoch, COHORTS};
+
+use crate::classes;
+use crate::layout::{class, header, Geometry};
+use crate::mapping::{ReadView, SegmentMap};
+
+/// A class slot's words from [`class::PEAK_LIVE`] to the end of its
+/// cohorts, as the writer's hot path uses them.
+#[repr(C)]
+pub(crate) struct SlotAges {
+    /// Highest live count seen.
+    pub(crate) peak_live: AtomicU64,
+    /// Unix ms of the sample that first saw the peak.
+    pub(crate) peak_unix_ms: AtomicU64,
+    /// The peak that `peak_unix_ms` refers to.
+    pub(crate) peak_stamped: AtomicU64,
+    _reserved: [AtomicU64; 2],
+    /// `(born, died)` per cohort.
+    cohorts: [[AtomicU32; 2]; COHORTS],
+}
+
+const _: () = assert!(class::PEAK_UNIX_MS == class::PEAK_LIVE + 8);
+const _: () = assert!(class::PEAK_STAMPED == class::PEAK_LIVE + 16);
+const _: () = assert!(class::COHORTS == class::PEAK_LIVE + 40);
+const _: () = assert!(std::mem::size_of::<SlotAges>() as u64 == 40 + 8 * COHORTS as u64);
+
+impl Cohorts for SlotAges {
+    #[inline(always)]
+    fn born(&self, i: usize) -> &AtomicU32 {
+        &self.cohorts[i][0]
+    }
+    #[inline(always)]
+    fn died(&self, i: usize) -> &AtomicU32 {
+        &self.cohorts[i][1]
+    }
+}
+
+/// The cohorts' fold epoch, folding first when the clock has moved on
+/// (writer, serialised lane).
+#[inline(always)]
+pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
+    let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
+    let now = age::now();
+    if now > f {
+        fold_all(seg, f, now);
+        return now;
+    }
+    f
+}
+
+/// Folds every claimed slot's cohorts from `from` to `to` (writer,
+/// serialised lane).
+#[cold]
+#[inline(never)]
+fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
+    let g = seg.geo();
+    let seq = seg.header_word(header::AGE_SEQ);
+    let s = seq.load(Relaxed);
+    seq.store(s | 1, Relaxed);
+    fence(Release);
+    let used = classes::claimed(seg.view().reader(), g);
+    for slot in (0..used).chain([u64::from(classes::overflow_slot(g))]) {
+        age::fold(seg.ages(slot as u32), from, to);
+    }
+    seg.header_word(header::AGE_FOLDED)
+        .store(u64::from(to), Relaxed);
+    seq.store((s | 1) + 1, Release);
+}
+
+/// Counts an attach (birth epoch `born`) in `slot` and raises its peak to
+/// `live` (writer, serialised lane).
+#[inline(always)]
+pub(crate) fn attached(seg: &SegmentMap, slot: u32, born: Epoch, live: u64) {
+    let f = folded(seg);
+    let a = seg.ages(slot);
+    age::count_birth(a, f, born);
+    if live > a.peak_live.load(Relaxed) {
+        a.peak_live.store(live, Relaxed);
+    }
+}
+
+/// Counts a detach or destroy of an object born in `born` (writer,
+/// serialised lane).
+#[inline(always)]
+pub(crate) fn left(seg: &SegmentMap, slot: u32, born: Epoch) {
+    let f = folded(seg);
+    age::count_death(seg.ages(slot), f, born);
+}
+
+/// Raises `slot`'s peak to `live` if it is higher and stamps a new peak
+/// with `now_unix_ms` (sampler; the peak word may also be raised
+/// concurrently by the serialised lane, whose higher value then wins at the
+/// next sample).
+pub(crate) fn stamp_peak(seg: &SegmentMap, slot: u32, live: u64, now_unix_ms: u64) {
+    let a = seg.ages(slot);
+    let peak = a.peak_live.fetch_max(live, Relaxed).max(live);
+    if peak != a.peak_stamped.load(Relaxed) {
+        a.peak_stamped.store(peak, Relaxed);
+        a.peak_unix_ms.store(now_unix_ms, Relaxed);
+    }
+}
+
+/// One slot's peak and cohorts as a reader copied them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotAgeCopy {
+    pub(crate) peak_live: u64,
+    pub(crate) peak_unix_ms: u64,
+    pub(crate) cohorts: Vec<(u32, u32)>,
+}
+
+/// Tries this many times to copy the cohorts between two folds.
+const READ_ATTEMPTS: usize = 16;
+
+/// The fold epoch and each listed slot's ages (reader), or `None` when
+/// every attempt met a fold (or the words are out of bounds).
+pub(crate) fn read(
+    v: ReadView<'_>,
+    g: &Geometry,
+    slots: &[u32],
+) -> Option<(Epoch, Vec<SlotAgeCopy>)> {
+    for _ in 0..READ_ATTEMPTS {
+        let s1 = v.u64(header::AGE_SEQ)?;
+        fence(Acquire);
+        if s1 & 1 == 1 {
+            std::thread::yield_now();
+            continue;
+        }
+        let f = v.u64(header::AGE_FOLDED)?;
+        let mut out = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let base = g.class_slot(u64::from(slot));
+            let mut cohorts = Vec::with_capacity(COHORTS);
+            for i in 0..COHORTS as u64 {
+                let at = base + class::COHORTS + 8 * i;
+                cohorts.push((v.u32(at)?, v.u32(at + 4)?));
+            }
+            out.push(SlotAgeCopy {
+                peak_live: v.u64(base + class::PEAK_LIVE)?,
+                peak_unix_ms: v.u64(base + class::PEAK_UNIX_MS)?,
+                cohorts,
+            });
+        }
+        fence(Acquire);
+        if v.u64(header::AGE_SEQ)? == s1 {
+            return Some((u32::try_from(f).unwrap_or(u32::MAX), out));
+        }
+    }
+    None
+}
+
+/// The cohorts of one copied slot as ages, seen at `now_mono_ns`.
+pub(crate) fn cohort_ages(
+    copy: &SlotAgeCopy,
+    folded: Epoch,
+    epoch_ms: u64,
+    origin_ns: u64,
+    now_mono_ns: u64,
+) -> CohortAges {
+    let now_ms = now_mono_ns.saturating_sub(origin_ns) / 1_000_000;
+    CohortAges::new(&copy.cohorts, folded, epoch_ms.max(1), now_ms)
+}
