@@ -178,6 +178,10 @@ pub struct DumpArgs {
     /// Only classes whose name contains this text.
     #[arg(long, value_name = "SUBSTRING")]
     pub filter: Option<String>,
+    /// The age from which the table's OLD column counts objects (e.g. 30s,
+    /// 10m, 2h).
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration, default_value = "1m")]
+    pub older_than: Duration,
 }
 
 /// `diff` arguments.
@@ -239,6 +243,15 @@ pub struct CheckArgs {
     /// fails with exit 2: the counts are not live).
     #[arg(long)]
     pub allow_exited: bool,
+    /// Count only live objects at least this old in every --max rule (e.g.
+    /// 10m), so that warm-up and caches that churn do not trip them.
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+    pub older_than: Option<Duration>,
+    /// At most N objects retained per 1,000 units of work (see
+    /// pytracker.tick) over the history the segment keeps, per class
+    /// matching CLASS.
+    #[arg(long = "max-per-1k", value_name = "CLASS=N")]
+    pub max_per_1k: Vec<String>,
 }
 
 /// `clean` arguments.

@@ -35,6 +35,28 @@ pub fn uptime(secs: u64) -> String {
     }
 }
 
+/// An age in seconds, short and exact where it is round: `45s`, `1m`,
+/// `1m30s`, `2h`, `2h5m`, `3d`, `3d4h`.
+pub fn age(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let pair = |a: u64, ua: &str, b: u64, ub: &str| {
+        if b == 0 {
+            format!("{a}{ua}")
+        } else {
+            format!("{a}{ua}{b}{ub}")
+        }
+    };
+    if d > 0 {
+        pair(d, "d", h, "h")
+    } else if h > 0 {
+        pair(h, "h", m, "m")
+    } else if m > 0 {
+        pair(m, "m", s, "s")
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// A change, with its sign: `+3`, `0`, `-2`.
 pub fn signed(v: i64) -> String {
     if v > 0 {

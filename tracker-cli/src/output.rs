@@ -4,9 +4,10 @@ use std::io::Write;
 
 use std::borrow::Cow;
 
-use tracker_core::{escape_control, is_unsafe_char, ClassSnapshot, Snapshot};
+use tracker_core::age::BUCKET_BOUNDS_S;
+use tracker_core::{escape_control, is_unsafe_char, ClassSnapshot, Snapshot, UnitWindow};
 
-use crate::format::one_line;
+use crate::format::{age, one_line, uptime};
 
 use crate::cli::SortKey;
 use crate::error::CliResult;
@@ -78,20 +79,64 @@ pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[usize]) -
     Ok(())
 }
 
+/// What the `dump` table's columns depend on besides the record.
+#[derive(Clone, Copy)]
+pub struct TableContext<'a> {
+    /// The age from which the OLD column counts objects.
+    pub older_than_s: u64,
+    /// The window of the PER-1K column (none: the column is left out).
+    pub window: Option<&'a UnitWindow>,
+    /// The records carry what only segments record (peaks, ages): their
+    /// columns are shown.
+    pub segment_fields: bool,
+}
+
+impl Default for TableContext<'_> {
+    fn default() -> Self {
+        TableContext {
+            older_than_s: DEFAULT_OLDER_THAN_S,
+            window: None,
+            segment_fields: false,
+        }
+    }
+}
+
+/// The OLD column's default threshold.
+pub const DEFAULT_OLDER_THAN_S: u64 = 60;
+
 /// The class table of `dump`.
 pub fn write_snapshot_table(
     out: &mut dyn Write,
     snap: &Snapshot,
     classes: &[ClassSnapshot],
+    ctx: &TableContext<'_>,
 ) -> CliResult<()> {
     if let Some(p) = &snap.process {
+        let service = if p.service.is_empty() {
+            String::new()
+        } else {
+            format!("  service {}", one_line(&p.service, 64))
+        };
+        let rss = p
+            .rss_bytes
+            .map_or(String::new(), |b| format!("  rss {}", mib(b)));
         writeln!(
             out,
-            "pid {}  {}  writer {}",
+            "pid {}  {}  writer {}{service}{rss}",
             p.pid,
             one_line(&p.program, 100),
             p.writer_state
         )?;
+        if let Some(w) = &p.window {
+            writeln!(
+                out,
+                "{} {} in the last {}: PER 1K is the live count's change per 1,000 {}",
+                w.units,
+                one_line(&w.unit, 24),
+                uptime(w.seconds),
+                one_line(&w.unit, 24)
+            )?;
+        }
     }
     writeln!(
         out,
@@ -107,64 +152,122 @@ pub fn write_snapshot_table(
             String::new()
         }
     )?;
-    let mut rows = vec![CLASS_COLUMNS.iter().map(|c| c.title.to_string()).collect()];
+    let ctx = &TableContext {
+        segment_fields: ctx.segment_fields || classes.iter().any(|c| c.peak_live.is_some()),
+        ..*ctx
+    };
+    let columns: Vec<&TextColumn> = CLASS_COLUMNS.iter().filter(|c| (c.shown)(ctx)).collect();
+    let mut rows = vec![columns.iter().map(|c| (c.title)(ctx)).collect()];
     rows.extend(
         classes
             .iter()
-            .map(|c| CLASS_COLUMNS.iter().map(|col| (col.cell)(c)).collect()),
+            .map(|c| columns.iter().map(|col| (col.cell)(c, ctx)).collect()),
     );
-    let right: Vec<usize> = (0..CLASS_COLUMNS.len())
-        .filter(|&i| CLASS_COLUMNS[i].numeric)
-        .collect();
+    let right: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].numeric).collect();
     write_table(out, &rows, &right)?;
     write_saturation_note(out, snap)
 }
 
-/// A column of the `dump` table, described once: its header, whether it
-/// holds a number (right-aligned) and a record's cell.
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// A column of the `dump` table, described once: whether it is shown, its
+/// header, whether it holds a number (right-aligned) and a record's cell.
 pub struct TextColumn {
+    /// Shown in this table.
+    pub shown: fn(&TableContext<'_>) -> bool,
     /// Header text.
-    pub title: &'static str,
+    pub title: fn(&TableContext<'_>) -> String,
     /// Right-aligned.
     pub numeric: bool,
     /// The cell's text for a record.
-    pub cell: fn(&ClassSnapshot) -> String,
+    pub cell: fn(&ClassSnapshot, &TableContext<'_>) -> String,
+}
+
+/// A count that only segments carry, `-` elsewhere.
+fn optional(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The columns of the `dump` table, in order.
-pub const CLASS_COLUMNS: [TextColumn; 6] = [
+pub const CLASS_COLUMNS: [TextColumn; 10] = [
     TextColumn {
-        title: "CLASS",
+        shown: |_| true,
+        title: |_| "CLASS".into(),
         numeric: false,
-        cell: |c| {
+        cell: |c, _| {
             let cut = if c.name_truncated { "…" } else { "" };
             format!("{}{cut}", c.name)
         },
     },
     TextColumn {
-        title: "LIVE",
+        shown: |_| true,
+        title: |_| "LIVE".into(),
         numeric: true,
-        cell: |c| c.live.to_string(),
+        cell: |c, _| c.live.to_string(),
     },
     TextColumn {
-        title: "CREATED",
+        shown: |ctx| ctx.segment_fields,
+        title: |_| "PEAK".into(),
         numeric: true,
-        cell: |c| c.created.to_string(),
+        cell: |c, _| optional(c.peak_live),
     },
     TextColumn {
-        title: "DESTROYED",
+        shown: |ctx| ctx.segment_fields,
+        title: |ctx| format!("OLD>={}", age(ctx.older_than_s)),
         numeric: true,
-        cell: |c| c.destroyed.to_string(),
+        cell: |c, ctx| {
+            optional(
+                c.ages
+                    .as_ref()
+                    .map(|a| a.older_than_ms(ctx.older_than_s.saturating_mul(1000))),
+            )
+        },
     },
     TextColumn {
-        title: "UPDATED",
+        shown: |ctx| ctx.segment_fields,
+        title: |_| "OLDEST".into(),
         numeric: true,
-        cell: |c| c.updated.to_string(),
+        cell: |c, _| match &c.ages {
+            Some(a) if !a.cohorts.is_empty() => age(a.oldest_s),
+            _ => "-".into(),
+        },
     },
     TextColumn {
-        title: "SERIALS",
+        shown: |ctx| ctx.window.is_some(),
+        title: |_| "PER 1K".into(),
+        numeric: true,
+        cell: |c, ctx| {
+            ctx.window
+                .and_then(|w| c.retained_per_1k(w))
+                .map_or_else(|| "-".into(), |r| format!("{r:+.1}"))
+        },
+    },
+    TextColumn {
+        shown: |_| true,
+        title: |_| "CREATED".into(),
+        numeric: true,
+        cell: |c, _| c.created.to_string(),
+    },
+    TextColumn {
+        shown: |_| true,
+        title: |_| "DESTROYED".into(),
+        numeric: true,
+        cell: |c, _| c.destroyed.to_string(),
+    },
+    TextColumn {
+        shown: |_| true,
+        title: |_| "UPDATED".into(),
+        numeric: true,
+        cell: |c, _| c.updated.to_string(),
+    },
+    TextColumn {
+        shown: |_| true,
+        title: |_| "SERIALS".into(),
         numeric: false,
-        cell: |c| format!("{}..{}", c.first_serial, c.last_serial),
+        cell: |c, _| format!("{}..{}", c.first_serial, c.last_serial),
     },
 ];
 
@@ -233,10 +336,13 @@ impl serde_json::ser::Formatter for SafeJson {
     }
 }
 
-/// One CSV row per class, with a header row.
+/// One CSV row per class, with a header row. Fields only segments carry
+/// (peak, ages, retained) are empty for other sources; the age columns
+/// count live objects by age bucket (`age_lt_5s`: possibly younger than
+/// 5 s, `age_ge_5s`: at least 5 s and not known to be 15 s old, ...).
 pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
+    let mut header: Vec<String> = [
         "name",
         "live",
         "created",
@@ -244,9 +350,19 @@ pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()
         "updated",
         "first_serial",
         "last_serial",
-    ])?;
+        "peak_live",
+        "peak_unix_ms",
+        "oldest_s",
+        "retained",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(age_bucket_names());
+    w.write_record(&header)?;
+    let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
     for c in classes {
-        w.write_record([
+        let mut row = vec![
             escape_control(&c.name).into_owned(),
             c.live.to_string(),
             c.created.to_string(),
@@ -254,10 +370,32 @@ pub fn write_csv(out: &mut dyn Write, classes: &[ClassSnapshot]) -> CliResult<()
             c.updated.to_string(),
             c.first_serial.to_string(),
             c.last_serial.to_string(),
-        ])?;
+            opt(c.peak_live),
+            opt(c.peak_unix_ms),
+            opt(c.ages.as_ref().map(|a| a.oldest_s)),
+            c.retained.map_or_else(String::new, |r| r.to_string()),
+        ];
+        for i in 0..=BUCKET_BOUNDS_S.len() {
+            row.push(opt(c
+                .ages
+                .as_ref()
+                .map(|a| a.buckets.get(i).copied().unwrap_or(0))));
+        }
+        w.write_record(&row)?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// The CSV names of the age buckets: `age_lt_5s`, `age_ge_5s`, ...
+pub fn age_bucket_names() -> Vec<String> {
+    let mut names = vec![format!("age_lt_{}", age(BUCKET_BOUNDS_S[0]))];
+    names.extend(
+        BUCKET_BOUNDS_S
+            .iter()
+            .map(|&b| format!("age_ge_{}", age(b))),
+    );
+    names
 }
 
 /// A label value for the text exposition format: control characters made
@@ -332,6 +470,43 @@ pub fn write_openmetrics(
             )?;
         }
     }
+    let labels = |c: &ClassSnapshot| {
+        format!(
+            "pid=\"{pid}\",program=\"{}\",class=\"{}\"",
+            label(&program),
+            label(&c.name)
+        )
+    };
+    if classes.iter().any(|c| c.peak_live.is_some()) {
+        let name = "pytracker_objects_peak";
+        writeln!(out, "# TYPE {name} gauge")?;
+        writeln!(out, "# HELP {name} Highest live count seen.")?;
+        for c in classes {
+            if let Some(p) = c.peak_live {
+                writeln!(out, "{name}{{{}}} {p}", labels(c))?;
+            }
+        }
+    }
+    if classes.iter().any(|c| c.ages.is_some()) {
+        let name = "pytracker_objects_live_older_than";
+        writeln!(out, "# TYPE {name} gauge")?;
+        writeln!(
+            out,
+            "# HELP {name} Live objects at least this many seconds old (label seconds)."
+        )?;
+        for c in classes {
+            if let Some(a) = &c.ages {
+                for b in BUCKET_BOUNDS_S {
+                    writeln!(
+                        out,
+                        "{name}{{{},seconds=\"{b}\"}} {}",
+                        labels(c),
+                        a.older_than_ms(b * 1000)
+                    )?;
+                }
+            }
+        }
+    }
     writeln!(out, "# EOF")?;
     Ok(())
 }
@@ -367,7 +542,7 @@ mod tests {
         let mut classes = s.classes.clone();
         sort_classes(&mut classes, SortKey::Live, false);
         let mut out = Vec::new();
-        write_snapshot_table(&mut out, &s, &classes).unwrap();
+        write_snapshot_table(&mut out, &s, &classes, &TableContext::default()).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

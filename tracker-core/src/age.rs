@@ -244,85 +244,51 @@ pub const BUCKET_BOUNDS_S: [u64; 10] = [
     3 * 86_400,
 ];
 
-/// Live objects by age, as a reader sees them.
+/// Live objects of one class by age, as a reader sees them.
+///
+/// Ages are measured at the writer's last heartbeat, and an object counts
+/// with the youngest age its cohort allows: "older than" answers are never
+/// overstated, and may leave out objects of the cohort that straddles the
+/// threshold (at most about two thirds of the threshold wide).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ages {
     /// `buckets[0]`: objects that may be younger than
     /// `BUCKET_BOUNDS_S[0]`; `buckets[i]` (i ≥ 1): objects at least
-    /// `BUCKET_BOUNDS_S[i-1]` seconds old (and not known to be at least
-    /// `BUCKET_BOUNDS_S[i]`). An object is put in the bucket of the
-    /// youngest age its cohort allows, so "older than" counts are never
-    /// overstated.
+    /// `BUCKET_BOUNDS_S[i-1]` seconds old and not known to be
+    /// `BUCKET_BOUNDS_S[i]`.
     pub buckets: Vec<u64>,
     /// Lower bound of the oldest live object's age, in seconds (0 when
     /// none is alive).
     pub oldest_s: u64,
+    /// `[youngest age in ms, live objects]` per non-empty cohort, youngest
+    /// first: answers "older than" at any threshold.
+    pub cohorts: Vec<[u64; 2]>,
 }
 
 impl Ages {
-    /// Live objects certainly at least `secs` old.
-    pub fn older_than(&self, secs: u64) -> u64 {
-        self.cohorts_at_least(secs)
-    }
-
-    fn cohorts_at_least(&self, secs: u64) -> u64 {
-        // Buckets whose lower bound is at least `secs`.
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i > 0 && BUCKET_BOUNDS_S[*i - 1] >= secs)
-            .map(|(_, n)| *n)
-            .sum()
-    }
-}
-
-/// Live objects per cohort, with each cohort's youngest possible age:
-/// the raw material of [`Ages`] and of `older than` queries at any
-/// threshold. `counts` are `(born, died)` pairs as stored.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CohortAges {
-    /// `(youngest age in ms, live objects)` per non-empty cohort,
-    /// youngest first.
-    pub cohorts: Vec<(u64, u64)>,
-}
-
-impl CohortAges {
-    /// Builds the ages of `counts` (folded to `f`), seen at `now_ms`
-    /// milliseconds after epoch 0, with epochs of `epoch_ms`.
-    pub fn new(counts: &[(u32, u32)], f: Epoch, epoch_ms: u64, now_ms: u64) -> CohortAges {
-        let mut cohorts: Vec<(u64, u64)> = counts
+    /// The ages of `counts` (`(born, died)` per cohort as stored, folded to
+    /// `f`), seen `now_ms` milliseconds after epoch 0, with epochs of
+    /// `epoch_ms`.
+    pub fn from_cohorts(counts: &[(u32, u32)], f: Epoch, epoch_ms: u64, now_ms: u64) -> Ages {
+        let mut cohorts: Vec<[u64; 2]> = counts
             .iter()
             .enumerate()
             .take(COHORTS)
             .filter_map(|(i, &(b, d))| {
                 let live = u64::from(b.wrapping_sub(d));
-                // A count past 2^31 is a negative one torn by a race or
-                // forged: nothing alive there.
+                // Past 2^31 the difference is a negative one (a torn read
+                // or forged words): nothing alive there.
                 if live == 0 || live > u64::from(u32::MAX >> 1) {
                     return None;
                 }
                 let (_, end) = span(f, i);
                 let youngest = now_ms.saturating_sub(end.saturating_mul(epoch_ms));
-                Some((youngest, live))
+                Some([youngest, live])
             })
             .collect();
         cohorts.sort_unstable();
-        CohortAges { cohorts }
-    }
-
-    /// Live objects certainly at least `ms` milliseconds old.
-    pub fn older_than_ms(&self, ms: u64) -> u64 {
-        self.cohorts
-            .iter()
-            .filter(|(age, _)| *age >= ms)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// The reader's buckets (see [`Ages`]).
-    pub fn ages(&self) -> Ages {
         let mut buckets = vec![0u64; BUCKET_BOUNDS_S.len() + 1];
-        for &(age, n) in &self.cohorts {
+        for &[age, n] in &cohorts {
             let b = BUCKET_BOUNDS_S
                 .iter()
                 .take_while(|&&s| age >= s * 1000)
@@ -331,8 +297,17 @@ impl CohortAges {
         }
         Ages {
             buckets,
-            oldest_s: self.cohorts.last().map_or(0, |(age, _)| age / 1000),
+            oldest_s: cohorts.last().map_or(0, |[age, _]| age / 1000),
+            cohorts,
         }
+    }
+
+    /// Live objects certainly at least `ms` milliseconds old.
+    pub fn older_than_ms(&self, ms: u64) -> u64 {
+        self.cohorts
+            .iter()
+            .filter(|[age, _]| *age >= ms)
+            .fold(0u64, |sum, [_, n]| sum.saturating_add(*n))
     }
 }
 
@@ -463,14 +438,12 @@ mod tests {
             .map(|i| (cells.born(i).load(Relaxed), cells.died(i).load(Relaxed)))
             .collect();
         // Seen at 100.5 s.
-        let a = CohortAges::new(&counts, 100, 1000, 100_500);
-        assert_eq!(a.older_than_ms(0), 15);
-        assert_eq!(a.older_than_ms(60_000), 10);
-        assert_eq!(a.older_than_ms(101_000), 0);
-        let ages = a.ages();
+        let ages = Ages::from_cohorts(&counts, 100, 1000, 100_500);
+        assert_eq!(ages.older_than_ms(0), 15);
+        assert_eq!(ages.older_than_ms(60_000), 10);
+        assert_eq!(ages.older_than_ms(101_000), 0);
         assert_eq!(ages.buckets.iter().sum::<u64>(), 15);
         assert_eq!(ages.buckets[0], 5);
         assert!(ages.oldest_s >= 60 && ages.oldest_s <= 100);
-        assert_eq!(ages.older_than(60), 10);
     }
 }

@@ -42,7 +42,10 @@ pub use counting::CountingTracker;
 pub use handle::{TrackHandle, Tracked};
 pub use registry::{registry, ClassId, Registry};
 pub use serial::{last_issued, next_serial, Serial};
-pub use snapshot::{now_unix_ms, ClassSnapshot, ProcessInfo, Snapshot, SNAPSHOT_SCHEMA_VERSION};
+pub use snapshot::{
+    now_unix_ms, ClassSnapshot, ProcessInfo, Snapshot, UnitCount, UnitWindow,
+    SNAPSHOT_SCHEMA_VERSION,
+};
 pub use table::ClassTable;
 pub use text::{escape_control, is_unsafe_char, HOSTILE_NAMES};
 pub use tracker::{global_tracker, set_global_tracker, EventKind, Tracker};

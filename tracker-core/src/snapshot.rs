@@ -36,6 +36,50 @@ pub struct ClassSnapshot {
     /// (a segment or a snapshot file) is corrupt or forged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub saturated: bool,
+    /// Highest live count seen (segments only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_live: Option<u64>,
+    /// Unix ms of the sample that first saw `peak_live` (segments only;
+    /// absent until a sample saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_unix_ms: Option<u64>,
+    /// Live objects by age (segments only; objects counted from threads
+    /// other than the interpreter's are in no cohort).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ages: Option<crate::age::Ages>,
+    /// Change of the live count over the snapshot's [`UnitWindow`]
+    /// (segments whose process counts units of work only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained: Option<i64>,
+}
+
+impl ClassSnapshot {
+    /// Objects retained per 1,000 units of work over `window`.
+    pub fn retained_per_1k(&self, window: &UnitWindow) -> Option<f64> {
+        let r = self.retained?;
+        (window.units > 0).then(|| r as f64 * 1000.0 / window.units as f64)
+    }
+}
+
+/// A unit of work a process counts (`pytracker.tick`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitCount {
+    /// The unit's name (`requests`, `jobs`, ...).
+    pub name: String,
+    /// Units counted so far.
+    pub count: u64,
+}
+
+/// The stretch of history over which [`ClassSnapshot::retained`] is
+/// measured: the first unit of work's count grew by `units` in `seconds`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitWindow {
+    /// The unit counted.
+    pub unit: String,
+    /// Units of work done in the window.
+    pub units: u64,
+    /// Length of the window in seconds.
+    pub seconds: u64,
 }
 
 impl ClassSnapshot {
@@ -49,9 +93,8 @@ impl ClassSnapshot {
             updated: t.updated,
             first_serial: t.first_serial,
             last_serial: t.last_serial,
-            name_truncated: false,
-            overflow: false,
             saturated: t.saturated,
+            ..ClassSnapshot::default()
         }
     }
 }
@@ -67,6 +110,25 @@ pub struct ProcessInfo {
     pub started_unix_ms: u64,
     /// State of the writer when the snapshot was taken (`alive`, `exited`, ...).
     pub writer_state: String,
+    /// The service the process belongs to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    /// Its worker slot in the service, if it is a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u64>,
+    /// Resident memory at the last sample, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// The writer's last heartbeat, Unix ms (for an exited process: about
+    /// when it stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_unix_ms: Option<u64>,
+    /// Units of work counted with `pytracker.tick`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<UnitCount>,
+    /// The window [`ClassSnapshot::retained`] covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<UnitWindow>,
 }
 
 /// A whole inventory at one moment: the document `pytracker-cli dump

@@ -74,6 +74,26 @@ pub(crate) fn records_to_py<'py>(
         d.set_item("name_truncated", r.name_truncated)?;
         d.set_item("overflow", r.overflow)?;
         d.set_item("saturated", r.saturated)?;
+        d.set_item("peak_live", r.peak_live)?;
+        d.set_item("peak_unix_ms", r.peak_unix_ms)?;
+        let ages = match &r.ages {
+            Some(a) => {
+                let ad = PyDict::new(py);
+                ad.set_item(
+                    "bucket_bounds_s",
+                    tracker_core::age::BUCKET_BOUNDS_S.to_vec(),
+                )?;
+                ad.set_item("buckets", a.buckets.clone())?;
+                ad.set_item("oldest_s", a.oldest_s)?;
+                ad.set_item(
+                    "cohorts",
+                    a.cohorts.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
+                )?;
+                Some(ad)
+            }
+            None => None,
+        };
+        d.set_item("ages", ages)?;
         list.append(d)?;
     }
     Ok(list)

@@ -24,7 +24,8 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
-use tracker_core::age::{self, CohortAges, Cohorts, Epoch, COHORTS};
+use tracker_core::age::{self, Ages, Cohorts, Epoch, COHORTS};
+use tracker_core::ClassSnapshot;
 
 use crate::classes;
 use crate::layout::{class, header, Geometry};
@@ -181,7 +182,27 @@ pub(crate) fn cohort_ages(
     epoch_ms: u64,
     origin_ns: u64,
     now_mono_ns: u64,
-) -> CohortAges {
+) -> Ages {
     let now_ms = now_mono_ns.saturating_sub(origin_ns) / 1_000_000;
-    CohortAges::new(&copy.cohorts, folded, epoch_ms.max(1), now_ms)
+    Ages::from_cohorts(&copy.cohorts, folded, epoch_ms.max(1), now_ms)
+}
+
+/// Adds each class's high-water mark and ages, as of the writer's last
+/// heartbeat, to records read from the same segment (reader).
+pub(crate) fn annotate(v: ReadView<'_>, g: &Geometry, classes: &mut [(u32, ClassSnapshot)]) {
+    let slots: Vec<u32> = classes.iter().map(|(s, _)| *s).collect();
+    let Some((folded, copies)) = read(v, g, &slots) else {
+        return;
+    };
+    let word = |off| v.u64(off).unwrap_or(0);
+    let (epoch_ms, origin, at) = (
+        word(header::AGE_EPOCH_MS),
+        word(header::AGE_ORIGIN_NS),
+        word(header::HEARTBEAT_NS),
+    );
+    for ((_, c), copy) in classes.iter_mut().zip(copies) {
+        c.peak_live = Some(copy.peak_live.max(c.live));
+        c.peak_unix_ms = (copy.peak_unix_ms != 0).then_some(copy.peak_unix_ms);
+        c.ages = Some(cohort_ages(&copy, folded, epoch_ms, origin, at));
+    }
 }

@@ -74,5 +74,4 @@ pub use region::SERVICE_ENV;
 pub use ring::{Event, EventCursor, MAX_EVENTS_PER_POLL};
 pub use segment::{ClassAges, Segment};
 pub use sys::{monotonic_ns, uid as effective_uid, user_name};
-pub use ticks::TickCount;
 pub use tracker::{ShmTracker, TickUnit, WeakShmTracker};

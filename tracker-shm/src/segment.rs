@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use tracker_core::{ClassSnapshot, ProcessInfo, Snapshot};
+use tracker_core::{ClassSnapshot, ProcessInfo, Snapshot, UnitCount, UnitWindow};
 
 use crate::error::ReadError;
 use crate::header::{self, HeaderInfo};
@@ -20,8 +20,37 @@ use crate::history::{self, History};
 use crate::layout::{self, Geometry};
 use crate::mapping::ReadMap;
 use crate::ring::{self, Event, EventCursor};
-use crate::ticks::{self, TickCount};
+use crate::ticks;
 use crate::{ages, classes, sys};
+
+/// Sets each class's `retained` from `history` (tier 0): its live count's
+/// change between the oldest and the newest sample, when the first unit
+/// of work's count grew between them.
+fn retention(
+    history: &History,
+    unit: &str,
+    classes: &mut [(u32, ClassSnapshot)],
+) -> Option<UnitWindow> {
+    let (first, last) = (history.ticks.first()?, history.ticks.last()?);
+    let units = last[0].checked_sub(first[0]).filter(|&u| u > 0)?;
+    let seconds = history
+        .times_ns
+        .last()?
+        .saturating_sub(*history.times_ns.first()?)
+        / 1_000_000_000;
+    for (slot, c) in classes.iter_mut() {
+        if let Some((_, series)) = history.per_class.iter().find(|(s, _)| s == slot) {
+            if let (Some(&a), Some(&b)) = (series.first(), series.last()) {
+                c.retained = Some(i64::from(b) - i64::from(a));
+            }
+        }
+    }
+    Some(UnitWindow {
+        unit: unit.to_string(),
+        units,
+        seconds,
+    })
+}
 
 /// One class's high-water mark and ages, as [`Segment::ages`] reads them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,9 +59,9 @@ pub struct ClassAges {
     pub peak_live: u64,
     /// Unix ms of the sample that first saw it (0: not stamped yet).
     pub peak_unix_ms: u64,
-    /// Live objects by cohort (objects counted from threads other than
-    /// the serialising lock's holder are in no cohort).
-    pub cohorts: tracker_core::age::CohortAges,
+    /// Live objects by age (objects counted from threads other than the
+    /// serialising lock's holder are in no cohort).
+    pub ages: tracker_core::age::Ages,
 }
 
 /// A mapped, validated segment.
@@ -164,23 +193,46 @@ impl Segment {
         header::read(self.map.view())
     }
 
-    /// Every published class with its slot index, in slot order.
+    /// Every published class with its slot index, in slot order, with
+    /// its high-water mark and its live objects by age as of the writer's
+    /// last heartbeat.
     pub fn classes(&self) -> Vec<(u32, ClassSnapshot)> {
-        classes::read(self.map.view(), &self.geo)
+        let mut classes = classes::read(self.map.view(), &self.geo);
+        ages::annotate(self.map.view(), &self.geo, &mut classes);
+        classes
     }
 
-    /// A snapshot of every class, with process information.
+    /// A snapshot of every class, with process information. When the
+    /// process counts units of work, each class's `retained` is its live
+    /// count's change over tier 0 of the history, while the first unit's
+    /// count grew (see [`UnitWindow`]).
     pub fn snapshot(&self, writer_state: &str) -> Snapshot {
         let h = self.header();
-        let mut classes: Vec<ClassSnapshot> = self.classes().into_iter().map(|(_, c)| c).collect();
+        let mut slots = self.classes();
+        let units = self.ticks();
+        let window = if units.is_empty() {
+            None
+        } else {
+            retention(&self.history(), &units[0].name, &mut slots)
+        };
+        let mut classes: Vec<ClassSnapshot> = slots.into_iter().map(|(_, c)| c).collect();
         classes.sort_by(|a, b| a.name.cmp(&b.name));
         let mut snap = Snapshot::new(classes);
         snap.classes_dropped = h.classes_dropped;
+        let last_seen = h
+            .created_unix_ms
+            .saturating_add(h.heartbeat_ns.saturating_sub(h.created_mono_ns) / 1_000_000);
         snap.process = Some(ProcessInfo {
             pid: h.pid,
             program: h.program,
             started_unix_ms: h.created_unix_ms,
             writer_state: writer_state.to_string(),
+            service: h.service,
+            worker: (h.worker != layout::NO_WORKER).then_some(h.worker),
+            rss_bytes: (h.rss_bytes != 0).then_some(h.rss_bytes),
+            last_seen_unix_ms: Some(last_seen),
+            units,
+            window,
         });
         snap
     }
@@ -218,7 +270,7 @@ impl Segment {
 
     /// The units of work counted with ticks, in the order they were first
     /// ticked (the history records the first three).
-    pub fn ticks(&self) -> Vec<TickCount> {
+    pub fn ticks(&self) -> Vec<UnitCount> {
         ticks::read(self.map.view())
     }
 
@@ -235,7 +287,7 @@ impl Segment {
                 .map(|c| ClassAges {
                     peak_live: c.peak_live,
                     peak_unix_ms: c.peak_unix_ms,
-                    cohorts: ages::cohort_ages(
+                    ages: ages::cohort_ages(
                         c,
                         folded,
                         h.age_epoch_ms,

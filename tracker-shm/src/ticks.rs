@@ -17,6 +17,8 @@
 
 use std::sync::atomic::{fence, Ordering::*};
 
+use tracker_core::UnitCount;
+
 use crate::classes::cut_utf8;
 use crate::layout::{self, header, tick, total};
 use crate::mapping::{ReadView, WriteView};
@@ -61,17 +63,8 @@ pub(crate) fn first_counts(v: WriteView<'_>) -> [u64; total::TICK_UNITS as usize
     std::array::from_fn(|i| v.word(entry(i as u64) + tick::COUNT).load(Relaxed))
 }
 
-/// One unit of work as a reader sees it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TickCount {
-    /// The unit's name (as the writer gave it, cut to 24 bytes).
-    pub name: String,
-    /// Units counted so far.
-    pub count: u64,
-}
-
 /// The published units, in table order (reader).
-pub(crate) fn read(v: ReadView<'_>) -> Vec<TickCount> {
+pub(crate) fn read(v: ReadView<'_>) -> Vec<UnitCount> {
     let n = v.u64(header::TICK_COUNT).unwrap_or(0).min(layout::TICK_MAX);
     let mut out = Vec::new();
     for i in 0..n {
@@ -80,7 +73,7 @@ pub(crate) fn read(v: ReadView<'_>) -> Vec<TickCount> {
             continue;
         }
         fence(Acquire);
-        out.push(TickCount {
+        out.push(UnitCount {
             name: v.text(base + tick::NAME_LEN, base + tick::NAME, tick::NAME_MAX),
             count: v.u64(base + tick::COUNT).unwrap_or(0),
         });
@@ -113,7 +106,7 @@ mod tests {
         assert_eq!(units.len(), layout::TICK_MAX as usize);
         assert_eq!(
             units[0],
-            TickCount {
+            UnitCount {
                 name: "requests".into(),
                 count: 3
             }

@@ -210,10 +210,10 @@ impl ShmTracker {
     /// The per-class records of this tracker, sorted by name.
     pub fn snapshot(&self) -> Vec<ClassSnapshot> {
         let region = self.inner.region.get();
-        let mut classes: Vec<ClassSnapshot> = classes::read(region.view().reader(), region.geo())
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
+        let (v, g) = (region.view().reader(), region.geo());
+        let mut slots = classes::read(v, g);
+        ages::annotate(v, g, &mut slots);
+        let mut classes: Vec<ClassSnapshot> = slots.into_iter().map(|(_, c)| c).collect();
         classes.sort_by(|a, b| a.name.cmp(&b.name));
         classes
     }

@@ -18,6 +18,8 @@ pub enum Limit {
     Growth(u64),
     /// At most this many percent more live objects than the baseline.
     GrowthPct(f64),
+    /// At most this many objects retained per 1,000 units of work.
+    PerThousand(f64),
 }
 
 /// One rule: a class pattern and a limit.
@@ -92,16 +94,29 @@ pub fn rules(args: &CheckArgs) -> CliResult<Vec<Rule>> {
                 .map(Limit::GrowthPct)
         })?);
     }
+    for r in &args.max_per_1k {
+        out.push(parse_rule("--max-per-1k", r, false, |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p >= 0.0)
+                .map(Limit::PerThousand)
+        })?);
+    }
     Ok(out)
 }
 
-/// Evaluates every rule; returns one line per broken rule.
+/// Evaluates every rule; returns one line per broken rule. With
+/// `older_than_ms`, `--max` rules count only live objects at least that
+/// old (classes without ages count as having none: [`run`] refuses such
+/// sources first).
 pub fn evaluate(
     snap: &Snapshot,
     baseline: Option<&Snapshot>,
     rules: &[Rule],
     max_total: Option<u64>,
+    older_than_ms: Option<u64>,
 ) -> Vec<String> {
+    let window = snap.process.as_ref().and_then(|p| p.window.as_ref());
     let mut broken = Vec::new();
     for rule in rules {
         let matching: Vec<_> = snap
@@ -114,15 +129,42 @@ pub fn evaluate(
             let base = baseline
                 .and_then(|b| b.class(&c.name))
                 .map_or(0, |b| b.live);
+            let (counted, what) = match older_than_ms {
+                Some(ms) => (
+                    c.ages.as_ref().map_or(0, |a| a.older_than_ms(ms)),
+                    format!(
+                        "live objects at least {} old",
+                        humantime::format_duration(std::time::Duration::from_millis(ms))
+                    ),
+                ),
+                None => (c.live, "live".to_string()),
+            };
             match rule.limit {
-                Limit::Max(n) if c.live > n => broken.push(format!(
-                    "{}: {} live, more than --max {}={} allows ({} over)",
+                Limit::Max(n) if counted > n => broken.push(format!(
+                    "{}: {} {what}, more than --max {}={} allows ({} over)",
                     name,
-                    c.live,
+                    counted,
                     rule.pattern_text,
                     n,
-                    c.live - n
+                    counted - n
                 )),
+                Limit::PerThousand(limit) => {
+                    let rate = window.and_then(|w| Some((w, c.retained_per_1k(w)?)));
+                    if let Some((w, r)) = rate.filter(|(_, r)| *r > limit) {
+                        broken.push(format!(
+                            "{}: {:.1} retained per 1,000 {} ({:+} over {} {} in {}s), more than --max-per-1k {}={} allows",
+                            name,
+                            r,
+                            escape_control(&w.unit),
+                            c.retained.unwrap_or(0),
+                            w.units,
+                            escape_control(&w.unit),
+                            w.seconds,
+                            rule.pattern_text,
+                            limit
+                        ));
+                    }
+                }
                 Limit::Growth(n) if c.live > base.saturating_add(n) => broken.push(format!(
                     "{}: grew by {} ({} -> {}), more than --max-growth {}={} allows",
                     name,
@@ -171,7 +213,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
     let rules = rules(args)?;
     if rules.is_empty() && args.max_total.is_none() {
         return Err(CliError::Usage(
-            "no rule given: add --max CLASS=N, --max-total N, or --baseline FILE with --max-growth / --max-growth-pct"
+            "no rule given: add --max CLASS=N, --max-total N, --max-per-1k CLASS=N, or --baseline FILE with --max-growth / --max-growth-pct"
                 .into(),
         ));
     }
@@ -209,7 +251,41 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> CliResult<i32> {
             snap.classes.len()
         )));
     }
-    let broken = evaluate(&snap, baseline.as_ref(), &rules, args.max_total);
+    let older_than_ms = args
+        .older_than
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if older_than_ms.is_some() {
+        if let Some(c) = snap.classes.iter().find(|c| c.ages.is_none()) {
+            return Err(CliError::Usage(format!(
+                "--older-than needs the ages of live objects, and {} has none: check a live process \
+                 (--pid), or a snapshot that `pytracker-cli dump --format json` took of one",
+                escape_control(&c.name)
+            )));
+        }
+    }
+    if rules
+        .iter()
+        .any(|r| matches!(r.limit, Limit::PerThousand(_)))
+        && snap
+            .process
+            .as_ref()
+            .and_then(|p| p.window.as_ref())
+            .is_none()
+    {
+        return Err(CliError::Usage(
+            "--max-per-1k needs units of work: the process must count them with \
+             pytracker.tick(), and the segment must hold two history samples between \
+             which the count grew (wait a sampling period and try again)"
+                .into(),
+        ));
+    }
+    let broken = evaluate(
+        &snap,
+        baseline.as_ref(),
+        &rules,
+        args.max_total,
+        older_than_ms,
+    );
     for rule in unmatched {
         writeln!(
             out,
@@ -272,8 +348,8 @@ mod tests {
     #[test]
     fn max_with_globs() {
         let s = snap(&[("app.Session", 10), ("app.Request", 3), ("lib.Conn", 50)]);
-        assert!(evaluate(&s, None, &[rule("max", "app.*=10")], None).is_empty());
-        let broken = evaluate(&s, None, &[rule("max", "app.*=5")], Some(60));
+        assert!(evaluate(&s, None, &[rule("max", "app.*=10")], None, None).is_empty());
+        let broken = evaluate(&s, None, &[rule("max", "app.*=5")], Some(60), None);
         assert_eq!(broken.len(), 2);
         assert!(broken[0].contains("app.Session: 10 live"));
         assert!(broken[1].contains("--max-total 60"));
@@ -283,13 +359,13 @@ mod tests {
     fn growth_rules() {
         let base = snap(&[("a", 10), ("b", 0)]);
         let now = snap(&[("a", 12), ("b", 1)]);
-        assert!(evaluate(&now, Some(&base), &[rule("growth", "a=2")], None).is_empty());
+        assert!(evaluate(&now, Some(&base), &[rule("growth", "a=2")], None, None).is_empty());
         assert_eq!(
-            evaluate(&now, Some(&base), &[rule("growth", "*=1")], None).len(),
+            evaluate(&now, Some(&base), &[rule("growth", "*=1")], None, None).len(),
             1
         );
-        assert!(evaluate(&now, Some(&base), &[rule("pct", "a=20")], None).is_empty());
-        let broken = evaluate(&now, Some(&base), &[rule("pct", "10")], None);
+        assert!(evaluate(&now, Some(&base), &[rule("pct", "a=20")], None, None).is_empty());
+        let broken = evaluate(&now, Some(&base), &[rule("pct", "10")], None, None);
         assert_eq!(broken.len(), 2);
         assert!(broken[1].contains("from zero"));
     }

@@ -198,6 +198,7 @@ mod tests {
             program: "p".into(),
             started_unix_ms: started,
             writer_state: "alive".into(),
+            ..Default::default()
         };
         let mut before = snap(&[("a", 5, 10)]);
         let mut after = snap(&[("a", 6, 12)]);

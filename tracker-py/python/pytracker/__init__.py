@@ -25,11 +25,12 @@ from ._native import (
 )
 from ._signal import dump_on_signal
 from ._tracker import TrackedType, Tracker, TrackerMixin
-from ._types import ClassRecord, ProcessRecord, SnapshotRecord
+from ._types import AgesRecord, ClassRecord, ProcessRecord, SnapshotRecord
 
 __version__: str = _native.__version__
 
 __all__ = [
+    "AgesRecord",
     "ClassRecord",
     "CountingTracker",
     "LeakError",

@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["ClassRecord", "ProcessRecord", "SnapshotRecord"]
+__all__ = ["AgesRecord", "ClassRecord", "ProcessRecord", "SnapshotRecord"]
+
+
+class AgesRecord(TypedDict):
+    """A class's live objects by age, as a segment records them (ages as
+    of the writer's last heartbeat; an object counts with the youngest age
+    its cohort allows, so "older than" is never overstated)."""
+
+    bucket_bounds_s: list[int]
+    """Bucket boundaries in seconds."""
+    buckets: list[int]
+    """``buckets[0]``: objects that may be younger than the first
+    boundary; ``buckets[i]``: objects at least ``bucket_bounds_s[i-1]``
+    seconds old."""
+    oldest_s: int
+    """Lower bound of the oldest live object's age, seconds."""
+    cohorts: list[list[int]]
+    """``[youngest age in ms, live objects]`` per cohort, youngest first."""
 
 
 class ClassRecord(TypedDict):
@@ -36,6 +53,12 @@ class ClassRecord(TypedDict):
     saturated: bool
     """A count overflowed and is held at its maximum (corrupt or forged
     source)."""
+    peak_live: int | None
+    """Highest live count seen (segments only)."""
+    peak_unix_ms: int | None
+    """When a sample first saw ``peak_live``, Unix ms (segments only)."""
+    ages: AgesRecord | None
+    """Live objects by age (segments only)."""
 
 
 class ProcessRecord(TypedDict):
