@@ -49,6 +49,12 @@ pub enum Command {
     /// Remove segments whose writer is gone (dry run unless --yes).
     #[command(after_help = "Examples:\n  pytracker-cli clean\n  pytracker-cli clean --yes")]
     Clean(CleanArgs),
+    /// What a crashed or killed process left: its inventory at the end,
+    /// peaks, the trend before it and resident memory.
+    #[command(
+        after_help = "Examples:\n  pytracker-cli last\n  pytracker-cli last --service web\n  pytracker-cli last --pid 4242 --format json"
+    )]
+    Last(LastArgs),
     /// Print a shell completion script for pytracker-cli and pytracker-top.
     #[command(
         after_help = "Examples:\n  pytracker-cli completions bash > ~/.local/share/bash-completion/completions/pytracker-cli\n  pytracker-cli completions zsh > \"${fpath[1]}/_pytracker-cli\"\n  pytracker-cli completions fish > ~/.config/fish/completions/pytracker-cli.fish"
@@ -98,6 +104,32 @@ pub enum PsFormat {
     Table,
     /// A JSON array.
     Json,
+}
+
+/// Output formats of `last`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LastFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON document.
+    Json,
+}
+
+/// `last` arguments.
+#[derive(Debug, Args)]
+pub struct LastArgs {
+    /// The exited process's pid.
+    #[arg(long, short, conflicts_with = "service")]
+    pub pid: Option<u32>,
+    /// The most recently seen exited process of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: LastFormat,
+    /// Only the K classes with the most live objects.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
 }
 
 /// Output formats of `dump` and `diff`.
@@ -182,6 +214,12 @@ pub struct DumpArgs {
     /// 10m, 2h).
     #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration, default_value = "1m")]
     pub older_than: Duration,
+    /// Export the history instead of the snapshot: every tier (every
+    /// sample, every minute, every hour at the default period), totals,
+    /// resident memory, units of work and each class's live count (json or
+    /// csv).
+    #[arg(long)]
+    pub history: bool,
 }
 
 /// `diff` arguments.

@@ -56,6 +56,7 @@ pub fn run_command(command: &Command, out: &mut dyn Write) -> Result<i32, CliErr
         Command::Diff(a) => commands::diff::run(a, out),
         Command::Check(a) => commands::check::run(a, out),
         Command::Clean(a) => commands::clean::run(a, out),
+        Command::Last(a) => commands::last::run(a, out),
         Command::Completions(a) => commands::completions::run(a, out),
         Command::Man(a) => commands::man::run(a, out),
     }

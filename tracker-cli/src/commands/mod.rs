@@ -5,5 +5,6 @@ pub mod clean;
 pub mod completions;
 pub mod diff;
 pub mod dump;
+pub mod last;
 pub mod man;
 pub mod ps;
