@@ -151,14 +151,14 @@ impl ClassCounters {
         }
     }
 
-    /// Live objects (both lanes), for a writer's high-water mark: four
-    /// relaxed loads, not ordered like [`ClassCounters::totals`].
+    /// Live objects of the serialized lane (serialised callers only: the
+    /// words are theirs), for a writer's high-water mark.
     #[inline(always)]
-    pub fn live_now(&self) -> u64 {
-        let created = self.serialized.created.load(Relaxed) + self.shared.created.load(Relaxed);
-        let destroyed =
-            self.serialized.destroyed.load(Relaxed) + self.shared.destroyed.load(Relaxed);
-        created.saturating_sub(destroyed)
+    pub fn serialized_live(&self) -> u64 {
+        self.serialized
+            .created
+            .load(Relaxed)
+            .wrapping_sub(self.serialized.destroyed.load(Relaxed))
     }
 
     /// Reads the totals. `destroyed` is read before `created`, so a reader

@@ -31,6 +31,21 @@ use crate::classes;
 use crate::layout::{class, header, Geometry};
 use crate::mapping::{ReadView, SegmentMap};
 
+/// A class slot's words from [`class::COUNTERS`] to the end of its
+/// cohorts: all the hot path writes.
+#[repr(C)]
+pub(crate) struct SlotHot {
+    /// The counters (`tracker_core::ClassCounters`).
+    pub(crate) counters: tracker_core::ClassCounters,
+    /// The peak and the cohorts.
+    pub(crate) ages: SlotAges,
+}
+
+const _: () = assert!(
+    class::COUNTERS + std::mem::size_of::<tracker_core::ClassCounters>() as u64
+        == class::PEAK_LIVE
+);
+
 /// A class slot's words from [`class::PEAK_LIVE`] to the end of its
 /// cohorts, as the writer's hot path uses them.
 #[repr(C)]
@@ -94,12 +109,11 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
     seq.store((s | 1) + 1, Release);
 }
 
-/// Counts an attach (birth epoch `born`) in `slot` and raises its peak to
-/// `live` (writer, serialised lane).
+/// Counts an attach (birth epoch `born`) in `a` and raises its peak to
+/// the serialised lane's live count `live` (writer, serialised lane).
 #[inline(always)]
-pub(crate) fn attached(seg: &SegmentMap, slot: u32, born: Epoch, live: u64) {
+pub(crate) fn attached(seg: &SegmentMap, a: &SlotAges, born: Epoch, live: u64) {
     let f = folded(seg);
-    let a = seg.ages(slot);
     age::count_birth(a, f, born);
     if live > a.peak_live.load(Relaxed) {
         a.peak_live.store(live, Relaxed);
@@ -107,11 +121,13 @@ pub(crate) fn attached(seg: &SegmentMap, slot: u32, born: Epoch, live: u64) {
 }
 
 /// Counts a detach or destroy of an object born in `born` (writer,
-/// serialised lane).
+/// serialised lane). No fold is needed: the object was counted at attach
+/// with the cohorts folded to at least its birth epoch, and routing is
+/// relative to the fold epoch, whatever the clock says now.
 #[inline(always)]
-pub(crate) fn left(seg: &SegmentMap, slot: u32, born: Epoch) {
-    let f = folded(seg);
-    age::count_death(seg.ages(slot), f, born);
+pub(crate) fn left(seg: &SegmentMap, a: &SlotAges, born: Epoch) {
+    let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
+    age::count_death(a, f, born);
 }
 
 /// Raises `slot`'s peak to `live` if it is higher and stamps a new peak

@@ -438,21 +438,32 @@ impl SegmentMap {
         unsafe { self.map.counters_unchecked(off) }
     }
 
+    /// The counters, peak and age cohorts of class slot `slot`: the words
+    /// the hot path writes, from one address computation.
+    ///
+    /// # Panics
+    /// If `slot` is not a slot of the table.
+    #[inline(always)]
+    pub(crate) fn hot(&self, slot: u32) -> &crate::ages::SlotHot {
+        let slot = u64::from(slot);
+        assert!(slot < self.geo.class_capacity);
+        let off = self.geo.class_offset + slot * self.geo.class_slot_size + class::COUNTERS;
+        // SAFETY: slot < class_capacity and the table ends inside the
+        // mapping (checked in `new`); `SlotHot` (counters, then peak and
+        // cohorts) ends before the slot's history (layout's compile-time
+        // checks), inside the slot (class_slot_size >= class::HISTORY);
+        // 8-aligned (COUNTERS is 144). `SlotHot` is `repr(C)` atomics,
+        // valid for any bits.
+        unsafe { &*(self.map.ptr.add(off as usize) as *const crate::ages::SlotHot) }
+    }
+
     /// The peak and age cohorts of class slot `slot`.
     ///
     /// # Panics
     /// If `slot` is not a slot of the table.
     #[inline(always)]
     pub(crate) fn ages(&self, slot: u32) -> &crate::ages::SlotAges {
-        let slot = u64::from(slot);
-        assert!(slot < self.geo.class_capacity);
-        let off = self.geo.class_offset + slot * self.geo.class_slot_size + class::PEAK_LIVE;
-        // SAFETY: slot < class_capacity and the table ends inside the
-        // mapping (checked in `new`); `SlotAges` ends before the slot's
-        // history (layout's compile-time checks), inside the slot
-        // (class_slot_size >= class::HISTORY); 8-aligned (PEAK_LIVE is
-        // 216). `SlotAges` is `repr(C)` atomics, valid for any bits.
-        unsafe { &*(self.map.ptr.add(off as usize) as *const crate::ages::SlotAges) }
+        &self.hot(slot).ages
     }
 
     /// The four words of the event slot of ticket `t` (sequence, meta,

@@ -272,21 +272,24 @@ impl ShmTracker {
             Some(v) if v != 0 && v != CLAIMING => v - 1,
             _ => self.inner.claim(region, class),
         };
-        let counters = region.counters(slot);
         match lane {
             Lane::Serialized(born) => {
-                counters.record_serialized(kind, serial);
+                let hot = region.seg().hot(slot);
+                hot.counters.record_serialized(kind, serial);
                 match kind {
-                    EventKind::Attached => {
-                        ages::attached(region.seg(), slot, born, counters.live_now())
-                    }
+                    EventKind::Attached => ages::attached(
+                        region.seg(),
+                        &hot.ages,
+                        born,
+                        hot.counters.serialized_live(),
+                    ),
                     EventKind::Detached | EventKind::Destroyed => {
-                        ages::left(region.seg(), slot, born)
+                        ages::left(region.seg(), &hot.ages, born)
                     }
                     EventKind::Updated => {}
                 }
             }
-            Lane::Shared => counters.record(kind, serial),
+            Lane::Shared => region.counters(slot).record(kind, serial),
         }
         if region.events {
             let now = sys::coarse_monotonic_ns();
