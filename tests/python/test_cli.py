@@ -63,13 +63,20 @@ def test_dump_table_sorted_filtered_top(proc):
     lines = out.splitlines()
     assert lines[0].startswith("pid %d " % proc.pid) and "writer alive" in lines[0]
     assert lines[1] == "3 classes, 170 live objects"
-    assert lines[2].split() == ["CLASS", "LIVE", "CREATED", "DESTROYED", "UPDATED", "SERIALS"]
+    assert lines[2].split() == [
+        "CLASS", "LIVE", "PEAK", "OLD>=1m", "OLDEST", "CREATED", "DESTROYED", "UPDATED", "SERIALS",
+    ]
     body = [l.split() for l in lines[3:]]
-    assert [r[:5] for r in body] == [
+    assert [r[:2] + r[5:8] for r in body] == [
         ["__main__.Order", "120", "1000", "880", "0"],
         ["__main__.Line", "50", "50", "0", "0"],
         ["__main__.Audit", "0", "7", "7", "0"],
     ]
+    # Peaks: Order kept 120, and while one more is made the previous one
+    # is still held (122); nothing is a minute old yet; Audit has nothing alive, so no oldest age.
+    assert [int(r[2]) for r in body] == [122, 50, 2]
+    assert [r[3] for r in body] == ["0", "0", "0"]
+    assert body[2][4] == "-"
     out = ok("dump", "--pid", proc.pid, "--sort", "name", "--top", "2")
     assert [l.split()[0] for l in out.splitlines()[3:]] == ["__main__.Audit", "__main__.Line"]
     out = ok("dump", "--pid", proc.pid, "--filter", "Lin")
@@ -93,7 +100,10 @@ def test_dump_json_csv_openmetrics(proc):
     text = ok("dump", "--pid", proc.pid, "--format", "openmetrics")
     lines = text.splitlines()
     assert lines[-1] == "# EOF"
-    sample = re.compile(r'^(pytracker_objects_(live|created_total|destroyed_total))\{pid="(\d+)",program="([^"\\]|\\.)*",class="([^"]+)"\} (\d+)$')
+    sample = re.compile(
+        r'^(pytracker_objects_(live|created_total|destroyed_total|peak|live_older_than))'
+        r'\{pid="(\d+)",program="([^"\\]|\\.)*",class="([^"]+)"(,seconds="\d+")?\} (\d+)$'
+    )
     families = {}
     for line in lines[:-1]:
         if line.startswith("# TYPE "):
@@ -109,7 +119,11 @@ def test_dump_json_csv_openmetrics(proc):
         "pytracker_objects_live": "gauge",
         "pytracker_objects_created": "counter",
         "pytracker_objects_destroyed": "counter",
+        "pytracker_objects_peak": "gauge",
+        "pytracker_objects_live_older_than": "gauge",
     }
+    assert re.search(r'pytracker_objects_peak\{.*class="__main__.Order"\} 122$', text, re.M)
+    assert re.search(r'older_than\{.*class="__main__.Order",seconds="5"\} 0$', text, re.M)
     assert 'pytracker_objects_live{pid="%d"' % proc.pid in text
     assert re.search(r'class="__main__.Order"\} 120$', text, re.M)
 
@@ -347,7 +361,10 @@ def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
         assert overflow["name"] == "<other classes>" and overflow["live"] == 3
         om = ok("dump", "--pid", pid, "--format", "openmetrics")
         series = [l.rsplit(" ", 1)[0] for l in om.splitlines() if not l.startswith("#")]
-        assert len(series) == len(set(series)) == 9
+        assert len(series) == len(set(series))
+        # Three records, each in the live, created, destroyed and peak
+        # families and at ten ages.
+        assert len(series) == 3 * (4 + 10)
     finally:
         p.kill()
         p.wait()
@@ -472,7 +489,7 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
     pages = sorted(p.name for p in (tmp_path / "man1").iterdir())
     assert pages == sorted(
         ["pytracker-cli.1", "pytracker-top.1"]
-        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "completions", "man")]
+        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "completions", "man")]
     )
     page = (tmp_path / "man1" / "pytracker-cli-dump.1").read_text()
     assert page.startswith(".ie") or page.startswith(".TH"), page[:80]

@@ -79,7 +79,9 @@ def test_records_carry_every_field_the_types_name():
         (record,) = [r for r in tracker.snapshot() if r["name"].endswith("Tracked")]
     finally:
         pytracker.set_global_tracker(None)
-    assert set(record) == set(pytracker.ClassRecord.__annotations__)
+    # A CountingTracker records no peaks or ages: exactly the required keys.
+    assert set(record) == set(pytracker.ClassRecord.__required_keys__)
+    assert set(pytracker.ClassRecord.__optional_keys__) == {"peak_live", "peak_unix_ms", "ages"}
     assert record["name_truncated"] is False
     assert record["overflow"] is False
     assert record["saturated"] is False
@@ -114,4 +116,7 @@ def test_read_snapshot_has_the_typed_shape(tmp_path):
     assert cut["name_truncated"] is True and len(cut["name"]) < len(long_name)
     assert by_name["__main__.A"]["name_truncated"] is False
     for record in snap["classes"]:
-        assert set(record) == set(pytracker.ClassRecord.__annotations__)
+        # Segments add the peak and ages (the peak's time once a sample
+        # saw it: this writer has no sampler).
+        assert set(record) == set(pytracker.ClassRecord.__annotations__) - {"peak_unix_ms"}
+        assert set(record["ages"]) == set(pytracker.AgesRecord.__annotations__)

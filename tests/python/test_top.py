@@ -117,10 +117,16 @@ def test_live_view_keys_and_restore(tmux, shm_dir, proc):
     screen = tmux.wait_for(lambda s: "filter: ord" in s and [r[0] for r in rows(s)] == ["__main__.Order"])
     tmux.key("Enter")
     tmux.key("Enter")  # open the detail pane of the selected class
-    screen = tmux.wait_for(lambda s: "live count history" in s)
+    screen = tmux.wait_for(lambda s: "live objects, every" in s)
     assert "┌ __main__.Order" in screen
+    # Its peak, ages and, once two samples are in, the chart's time axis;
+    # t moves to the minute tier.
+    assert "peak 4" in screen and "ages  <5s 40" in screen, screen
+    tmux.wait_for(lambda s: "now│" in s.replace(" ", ""))
+    tmux.key("t")
+    tmux.wait_for(lambda s: "every 1m (t: tier 2 of 3)" in s)
     tmux.key("Escape")
-    tmux.wait_for(lambda s: "live count history" not in s)
+    tmux.wait_for(lambda s: "live objects, every" not in s)
     tmux.key("?")
     tmux.wait_for(lambda s: "┌ keys" in s)
     tmux.key("Escape")

@@ -61,12 +61,36 @@ fn sample(
         now_ns: t * SEC,
         classes: classes.to_vec(),
         history: History {
+            // One sample a second, the last one now.
+            times_ns: (0..trends.iter().map(|(_, s)| s.len()).max().unwrap_or(0) as u64)
+                .rev()
+                .map(|ago| (t - ago) * SEC)
+                .collect(),
             per_class: trends.to_vec(),
             ..History::default()
         },
+        coarse: Default::default(),
         events: vec![],
         lost: 0,
     }
+}
+
+/// `c` with a peak and ages: 10 of its objects at least 2 minutes old,
+/// the rest younger than 5 s.
+fn aged(mut c: ClassSnapshot) -> ClassSnapshot {
+    c.peak_live = Some(c.live + 4);
+    c.peak_unix_ms = Some(NOW_UNIX_MS - 30_000);
+    c.ages = Some(tracker_core::age::Ages::from_cohorts(
+        &[(c.live as u32 - 10, 0)]
+            .into_iter()
+            .chain(std::iter::repeat_n((0, 0), 40))
+            .chain([(10, 0)])
+            .collect::<Vec<_>>(),
+        60,
+        1000,
+        61_000,
+    ));
+    c
 }
 
 /// An app after two refreshes one second apart: Cache leaks, Request churns.
@@ -86,7 +110,7 @@ fn app() -> App {
         101,
         &[
             (0, class("svc.Request", 2, 1400)),
-            (1, class("svc.Cache", 30, 30)),
+            (1, aged(class("svc.Cache", 30, 30))),
             (2, class("svc.Session", 5, 9)),
         ],
         &[
@@ -172,7 +196,7 @@ fn header_and_table() {
     );
     assert!(lines[2].starts_with("┌ classes 3 "));
     let head: Vec<&str> = lines[3].trim_matches('│').split_whitespace().collect();
-    assert_eq!(&head[..4], &["CLASS", "LIVE", "↓", "Δ"]);
+    assert_eq!(&head[..5], &["CLASS", "LIVE", "↓", "OLD≥1m", "Δ"]);
     // sorted by live, descending; the leaking class is marked
     assert_eq!(
         table_names(&lines),
@@ -182,11 +206,12 @@ fn header_and_table() {
     assert!(cache.contains("▲ svc.Cache"), "{cache}");
     let cells: Vec<&str> = cache.trim_matches('│').split_whitespace().collect();
     assert_eq!(
-        &cells[..9],
+        &cells[..10],
         &[
             "▲",
             "svc.Cache",
             "30",
+            "10",
             "+20",
             "20.0",
             "0.0",
@@ -195,7 +220,10 @@ fn header_and_table() {
             "1..30"
         ]
     );
-    assert!(cells[9].ends_with('█'), "trend sparkline: {}", cells[9]);
+    assert!(cells[10].ends_with('█'), "trend sparkline: {}", cells[10]);
+    // Classes without ages show a dash in OLD.
+    let session: Vec<&str> = lines[5].trim_matches('│').split_whitespace().collect();
+    assert_eq!(session[2], "-");
     assert!(lines[5].contains("  svc.Session") && !lines[5].contains('▲'));
     assert!(lines[15].starts_with("q quit"));
 }
@@ -213,7 +241,7 @@ fn sorting_by_columns_and_reverse() {
         table_names(&render(&app, 140, 12)),
         vec!["svc.Session", "svc.Request", "svc.Cache"]
     );
-    app.apply(Command::SortBy(3)); // created/s
+    app.apply(Command::SortBy(4)); // created/s
     let lines = render(&app, 140, 12);
     assert_eq!(
         table_names(&lines),
@@ -372,20 +400,36 @@ fn without_colour_the_selection_is_still_visible() {
 fn detail_pane_shows_history_and_events() {
     let mut app = app();
     app.apply(Command::Open); // the selected (first) row: svc.Cache
-    let lines = render(&app, 120, 30);
+    let lines = render(&app, 120, 40);
     let text = lines.join("\n");
     assert!(text.contains("┌ svc.Cache "), "{text}");
     assert!(text.contains("live 30 (+20 since attach)  created 30 (20.0/s)  destroyed 0 (0.0/s)"));
-    assert!(text.contains("live count history"));
+    assert!(
+        text.contains("live objects, every 1s (t: tier 1 of 3), growing"),
+        "{text}"
+    );
+    // The chart's axes: how long ago, and the lowest and highest count.
+    assert!(text.contains("-3s") && text.contains("now"), "{text}");
+    assert!(text.contains("30") && text.contains('2'), "{text}");
+    assert!(text.contains("peak 34 (30s ago)  oldest ≥"), "{text}");
+    assert!(text.contains("ages  <5s 20 · 1m+ 10"), "{text}");
     assert!(text.contains("0.5s ago  attached   #1401"), "{text}");
     assert!(
         !text.contains("#1300"),
         "events of other classes are not listed"
     );
+    // t: the minute tier, which has no samples in this short history.
+    app.apply(Command::NextTier);
+    let text = render(&app, 120, 30).join("\n");
+    assert!(text.contains("every 1m (t: tier 2 of 3)"), "{text}");
+    assert!(
+        text.contains("not enough samples in this tier yet"),
+        "{text}"
+    );
     app.apply(Command::Back);
     assert!(!render(&app, 120, 30)
         .join("\n")
-        .contains("live count history"));
+        .contains("live objects, every"));
 }
 
 #[test]

@@ -74,26 +74,25 @@ pub(crate) fn records_to_py<'py>(
         d.set_item("name_truncated", r.name_truncated)?;
         d.set_item("overflow", r.overflow)?;
         d.set_item("saturated", r.saturated)?;
-        d.set_item("peak_live", r.peak_live)?;
-        d.set_item("peak_unix_ms", r.peak_unix_ms)?;
-        let ages = match &r.ages {
-            Some(a) => {
-                let ad = PyDict::new(py);
-                ad.set_item(
-                    "bucket_bounds_s",
-                    tracker_core::age::BUCKET_BOUNDS_S.to_vec(),
-                )?;
-                ad.set_item("buckets", a.buckets.clone())?;
-                ad.set_item("oldest_s", a.oldest_s)?;
-                ad.set_item(
-                    "cohorts",
-                    a.cohorts.iter().map(|c| c.to_vec()).collect::<Vec<_>>(),
-                )?;
-                Some(ad)
-            }
-            None => None,
-        };
-        d.set_item("ages", ages)?;
+        // What only segments record is there only when the source has it.
+        if let Some(p) = r.peak_live {
+            d.set_item("peak_live", p)?;
+        }
+        if let Some(t) = r.peak_unix_ms {
+            d.set_item("peak_unix_ms", t)?;
+        }
+        if let Some(a) = &r.ages {
+            let ad = PyDict::new(py);
+            ad.set_item(
+                "bucket_bounds_s",
+                tracker_core::age::BUCKET_BOUNDS_S.to_vec(),
+            )?;
+            ad.set_item("buckets", a.buckets.clone())?;
+            ad.set_item("oldest_s", a.oldest_s)?;
+            let cohorts: Vec<Vec<u64>> = a.cohorts.iter().map(|c| c.to_vec()).collect();
+            ad.set_item("cohorts", cohorts)?;
+            d.set_item("ages", ad)?;
+        }
         list.append(d)?;
     }
     Ok(list)

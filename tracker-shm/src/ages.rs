@@ -42,8 +42,7 @@ pub(crate) struct SlotHot {
 }
 
 const _: () = assert!(
-    class::COUNTERS + std::mem::size_of::<tracker_core::ClassCounters>() as u64
-        == class::PEAK_LIVE
+    class::COUNTERS + std::mem::size_of::<tracker_core::ClassCounters>() as u64 == class::PEAK_LIVE
 );
 
 /// A class slot's words from [`class::PEAK_LIVE`] to the end of its

@@ -48,8 +48,49 @@ pub struct Row {
     /// Live-count history, oldest first (from the segment: it reaches back
     /// before attach).
     pub trend: Vec<u32>,
-    /// The class is growing: live above attach and trending up.
+    /// The class is growing: live above attach and its history's robust
+    /// trend (see [`rising`]) goes up.
     pub growing: bool,
+    /// Live objects at least [`OLD_S`] old (none without ages).
+    pub old: Option<u64>,
+    /// Highest live count seen, and when (Unix ms, 0 if not stamped).
+    pub peak: Option<(u64, u64)>,
+    /// Live objects by age.
+    pub ages: Option<tracker_core::age::Ages>,
+}
+
+/// The OLD column's threshold, seconds.
+pub const OLD_S: u64 = 60;
+
+/// Whether `series` goes up, robustly: the median of the slopes between
+/// pairs of points (Theil-Sen, on at most 32 points spread over the
+/// series) is positive and, over the series, adds at least one object and
+/// 1% of its median level. A flat line, a single step long past, or noise
+/// around a level are not rising.
+pub fn rising(series: &[u32]) -> bool {
+    if series.len() < 3 {
+        return false;
+    }
+    let step = series.len().div_ceil(32);
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .enumerate()
+        .step_by(step)
+        .map(|(i, v)| (i as f64, f64::from(*v)))
+        .collect();
+    let mut slopes = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            slopes.push((b.1 - a.1) / (b.0 - a.0));
+        }
+    }
+    slopes.sort_by(f64::total_cmp);
+    let slope = slopes[slopes.len() / 2];
+    let mut levels: Vec<u32> = series.to_vec();
+    levels.sort_unstable();
+    let median = f64::from(levels[levels.len() / 2]);
+    let rise = slope * (series.len() - 1) as f64;
+    slope > 0.0 && rise >= 1.0 && rise >= 0.01 * median
 }
 
 /// Whether the view goes on after a command.
@@ -141,6 +182,12 @@ pub struct App {
     pub samples: u64,
     /// Indices into `rows` of the visible rows, filtered and sorted.
     order: Vec<usize>,
+    /// The history tier the detail chart shows (0: every sample).
+    pub tier: u8,
+    /// History tiers 1 and 2 of the last sample (tier 0 is in the rows).
+    coarse: [tracker_shm::History; 2],
+    /// Sample times of each tier, `CLOCK_MONOTONIC` ns.
+    tier_times: [Vec<u64>; 3],
 }
 
 impl App {
@@ -168,7 +215,26 @@ impl App {
             lost: 0,
             samples: 0,
             order: Vec::new(),
+            tier: 0,
+            coarse: Default::default(),
+            tier_times: Default::default(),
         }
+    }
+
+    /// The detail chart's data for `row`: its live counts in the chosen
+    /// tier with their times (`CLOCK_MONOTONIC` ns), oldest first.
+    pub fn tier_series(&self, row: &Row) -> (Vec<u64>, Vec<u32>) {
+        let times = self.tier_times[usize::from(self.tier.min(2))].clone();
+        let series = match self.tier {
+            0 => row.trend.clone(),
+            t => self.coarse[usize::from(t - 1)]
+                .per_class
+                .iter()
+                .find(|(slot, _)| *slot == row.slot)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+        };
+        (times, series)
     }
 
     /// Whether the display is frozen.
@@ -226,9 +292,10 @@ impl App {
                 let change = (i128::from(c.live) - i128::from(base))
                     .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
                     as i64;
-                let rising = match (trend.first(), trend.last()) {
-                    (Some(a), Some(b)) if trend.len() >= 3 => b > a,
-                    _ => cr > dr,
+                let rising = if trend.len() >= 3 {
+                    rising(&trend)
+                } else {
+                    cr > dr
                 };
                 Row {
                     slot: *slot,
@@ -244,9 +311,18 @@ impl App {
                     last_serial: c.last_serial,
                     trend,
                     growing: change > 0 && rising,
+                    old: c.ages.as_ref().map(|a| a.older_than_ms(OLD_S * 1000)),
+                    peak: c.peak_live.map(|p| (p, c.peak_unix_ms.unwrap_or(0))),
+                    ages: c.ages.clone(),
                 }
             })
             .collect();
+        self.coarse = std::mem::take(&mut s.coarse);
+        self.tier_times = [
+            std::mem::take(&mut s.history.times_ns),
+            std::mem::take(&mut self.coarse[0].times_ns),
+            std::mem::take(&mut self.coarse[1].times_ns),
+        ];
         self.created_rate = total_c;
         self.destroyed_rate = total_d;
         self.previous = Some((s.now_ns, counts));
@@ -375,8 +451,34 @@ impl App {
             }
             Command::Pause => self.paused = !self.paused,
             Command::Help => self.help = !self.help,
+            Command::NextTier => self.tier = (self.tier + 1) % 3,
         }
         self.reorder();
         Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rising;
+
+    #[test]
+    fn the_growth_marker_follows_a_robust_trend() {
+        // A flat line, and a pool that filled once early in the window.
+        assert!(!rising(&[500; 60]));
+        let filled: Vec<u32> = (0..60).map(|i| if i < 5 { i * 100 } else { 500 }).collect();
+        assert!(!rising(&filled));
+        // Noise around a level.
+        let noisy: Vec<u32> = (0..60).map(|i| 1000 + (i * 7919 % 13)).collect();
+        assert!(!rising(&noisy));
+        // A slow leak, even with a dip, and a leak on a large base.
+        let leak: Vec<u32> = (0..60)
+            .map(|i| 100 + i / 2 - u32::from(i == 30) * 20)
+            .collect();
+        assert!(rising(&leak));
+        let big: Vec<u32> = (0..96).map(|i| 100_000 + 20 * i).collect();
+        assert!(rising(&big));
+        // Too short to tell.
+        assert!(!rising(&[1, 2]));
     }
 }

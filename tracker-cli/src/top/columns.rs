@@ -46,7 +46,7 @@ pub struct Column {
 pub const TREND_WIDTH: u16 = 16;
 
 /// Every column, in display order; the sortable ones come first.
-pub const COLUMNS: [Column; 9] = [
+pub const COLUMNS: [Column; 10] = [
     Column {
         title: "CLASS",
         about: "qualified class name (▲ growing, … cut by the writer)",
@@ -67,6 +67,14 @@ pub const COLUMNS: [Column; 9] = [
         keep: 0,
         order: Some(|a, b| b.live.cmp(&a.live)),
         cell: |r, _| r.live.to_string(),
+    },
+    Column {
+        title: "OLD≥1m",
+        about: "live objects at least a minute old (survivors, not churn)",
+        width: Width::Data(20),
+        keep: 7,
+        order: Some(|a, b| b.old.cmp(&a.old)),
+        cell: |r, _| r.old.map_or_else(|| "-".into(), |n| n.to_string()),
     },
     Column {
         title: "Δ ATTACH",
@@ -243,7 +251,7 @@ mod tests {
 
     #[test]
     fn sortable_columns_come_first() {
-        assert_eq!(SORTABLE, 8);
+        assert_eq!(SORTABLE, 9);
         assert!(COLUMNS[SORTABLE..].iter().all(|c| c.order.is_none()));
     }
 

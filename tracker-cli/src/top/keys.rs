@@ -41,6 +41,9 @@ pub enum Command {
     Pause,
     /// Show or hide help.
     Help,
+    /// Show the detail chart's next history tier (every sample, minute,
+    /// hour).
+    NextTier,
 }
 
 /// What keys mean right now.
@@ -87,6 +90,7 @@ pub fn command_for(key: KeyEvent, mode: Mode) -> Option<Command> {
             KeyCode::Esc | KeyCode::Enter | KeyCode::Char('?') => Command::Back,
             KeyCode::Char('q') => Command::Quit,
             KeyCode::Char('p') => Command::Pause,
+            KeyCode::Char('t') => Command::NextTier,
             _ => return movement(&key),
         }),
         Mode::Table => Some(match key.code {

@@ -17,8 +17,10 @@ pub struct Sample {
     pub now_ns: u64,
     /// Published classes with their slots.
     pub classes: Vec<(u32, ClassSnapshot)>,
-    /// The history kept in the segment.
+    /// The history kept in the segment: tier 0 (every sample).
     pub history: History,
+    /// Tiers 1 and 2 (every minute and every hour at the default period).
+    pub coarse: [History; 2],
     /// Events published since the previous read.
     pub events: Vec<Event>,
     /// Events missed since the previous read.
@@ -52,6 +54,7 @@ impl Reader {
             now_ns: monotonic_ns(),
             classes: segment.classes(),
             history: segment.history(),
+            coarse: [segment.history_tier(1), segment.history_tier(2)],
             events,
             lost,
         };

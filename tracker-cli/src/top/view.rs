@@ -2,17 +2,19 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row as TableRow, Sparkline, Table,
-    TableState,
+    Axis, Block, Cell, Chart, Clear, Dataset, GraphType, List, ListItem, ListState, Paragraph,
+    Row as TableRow, Table, TableState,
 };
 use ratatui::Frame;
 use tracker_shm::WriterState;
 
 use super::app::{App, Picker, Row};
 use super::columns::{layout, COLUMNS, SORTABLE};
-use crate::format::{one_line, rate, signed, uptime};
+use crate::format::{age, one_line, rate, signed, uptime};
+use tracker_core::age::BUCKET_BOUNDS_S;
 
 /// What the event loop keeps between frames: the first row drawn, moved
 /// just enough to keep the selection on screen.
@@ -187,7 +189,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, inputs: &Inputs) 
         draw_table(f, app, scroll, &inputs.palette, table_area);
     }
     if let Some(area) = detail_area {
-        draw_detail(f, app, &inputs.palette, area);
+        draw_detail(f, app, &inputs.palette, inputs.now_unix_ms, area);
     }
     let hint = if app.mode() == super::keys::Mode::Filter {
         Line::from(vec![
@@ -269,7 +271,7 @@ fn draw_table(f: &mut Frame<'_>, app: &App, scroll: &mut Scroll, style: &Palette
     f.render_stateful_widget(table, area, &mut state);
 }
 
-fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, area: Rect) {
+fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, area: Rect) {
     let Some(row) = app.detail_row() else {
         f.render_widget(
             Paragraph::new("class no longer present").block(Block::bordered()),
@@ -281,11 +283,23 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [stats, chart, events] = Layout::vertical([
-        Constraint::Length(2),
-        Constraint::Length(5),
+        Constraint::Length(3),
+        Constraint::Length(8),
         Constraint::Min(1),
     ])
     .areas(inner);
+    let peak = match row.peak {
+        Some((p, at)) if at > 0 => format!(
+            "  peak {p} ({} ago)",
+            age(now_unix_ms.saturating_sub(at) / 1000)
+        ),
+        Some((p, _)) => format!("  peak {p}"),
+        None => String::new(),
+    };
+    let oldest = match &row.ages {
+        Some(a) if !a.cohorts.is_empty() => format!("  oldest ≥{}", age(a.oldest_s)),
+        _ => String::new(),
+    };
     f.render_widget(
         Paragraph::new(vec![
             Line::from(format!(
@@ -298,26 +312,14 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, area: Rect) {
                 rate(row.destroyed_rate)
             )),
             Line::from(format!(
-                "serials {}..{}  history: {} samples",
-                row.first_serial,
-                row.last_serial,
-                row.trend.len()
+                "serials {}..{}{peak}{oldest}",
+                row.first_serial, row.last_serial
             )),
+            Line::from(age_histogram(row)),
         ]),
         stats,
     );
-    let data: Vec<u64> = row.trend.iter().map(|v| u64::from(*v)).collect();
-    f.render_widget(
-        Sparkline::default()
-            .block(Block::bordered().title(" live count history "))
-            .data(&data)
-            .style(if row.growing {
-                style.chart_growing
-            } else {
-                style.chart
-            }),
-        chart,
-    );
+    draw_chart(f, app, row, style, chart);
     let items: Vec<ListItem> = app
         .events_of(row.slot, events.height as usize)
         .into_iter()
@@ -341,6 +343,101 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, area: Rect) {
     );
 }
 
+/// The age buckets of `row` on one line: `ages <5s 12 · 5s+ 3 · 1m+ 40`
+/// (empty buckets left out).
+fn age_histogram(row: &Row) -> String {
+    let Some(a) = &row.ages else {
+        return "ages: not recorded by this writer".into();
+    };
+    let mut parts = Vec::new();
+    for (i, &n) in a.buckets.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let label = match i {
+            0 => format!("<{}", age(BUCKET_BOUNDS_S[0])),
+            _ => format!("{}+", age(BUCKET_BOUNDS_S[i - 1])),
+        };
+        parts.push(format!("{label} {n}"));
+    }
+    if parts.is_empty() {
+        "ages: none alive (or all counted outside the interpreter)".into()
+    } else {
+        format!("ages  {}", parts.join(" · "))
+    }
+}
+
+/// The names of the history tiers at the writer's period.
+fn tier_label(app: &App) -> String {
+    let period_ms = app.header.as_ref().map_or(1000, |h| h.history_period_ms);
+    let factor = app.header.as_ref().map_or(60, |h| h.tier_factor.max(1));
+    let every = period_ms.saturating_mul(factor.saturating_pow(u32::from(app.tier)));
+    format!("every {}", age_ms(every))
+}
+
+fn age_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        age(ms / 1000)
+    }
+}
+
+/// The live-count chart of the detail pane: the chosen tier, with a time
+/// axis (how long ago) and a value axis (lowest and highest count).
+fn draw_chart(f: &mut Frame<'_>, app: &App, row: &Row, style: &Palette, area: Rect) {
+    let (times, series) = app.tier_series(row);
+    let n = times.len().min(series.len());
+    let (times, series) = (&times[times.len() - n..], &series[series.len() - n..]);
+    let title = format!(
+        " live objects, {} (t: tier {} of 3){} ",
+        tier_label(app),
+        app.tier + 1,
+        if row.growing { ", growing" } else { "" }
+    );
+    let block = Block::bordered().title(title);
+    if n < 2 {
+        f.render_widget(
+            Paragraph::new("not enough samples in this tier yet").block(block),
+            area,
+        );
+        return;
+    }
+    let end = *times.last().unwrap_or(&0);
+    let points: Vec<(f64, f64)> = times
+        .iter()
+        .zip(series)
+        .map(|(&t, &v)| (-(end.saturating_sub(t) as f64) / 1e9, f64::from(v)))
+        .collect();
+    let span = -points[0].0;
+    let (lo, hi) = series
+        .iter()
+        .fold((u32::MAX, 0u32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = (f64::from(lo), f64::from(hi.max(lo + 1)));
+    let dataset = Dataset::default()
+        .marker(symbols::Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(if row.growing {
+            style.chart_growing
+        } else {
+            style.chart
+        })
+        .data(&points);
+    let chart = Chart::new(vec![dataset])
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds([-span, 0.0])
+                .labels([format!("-{}", age(span as u64)), "now".to_string()]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels([format!("{lo:.0}"), format!("{hi:.0}")]),
+        );
+    f.render_widget(chart, area);
+}
+
 fn draw_help(f: &mut Frame<'_>) {
     let sort_keys = format!("1 … {SORTABLE}            sort by that column (again: reverse)");
     let mut text: Vec<String> = [
@@ -352,7 +449,8 @@ fn draw_help(f: &mut Frame<'_>) {
         "↑ ↓ j k          move",
         "PgUp PgDn        move a page",
         "Home End         first / last class",
-        "Enter            details of the class (history, events)",
+        "Enter            details of the class (ages, history, events)",
+        "t                in details: next history tier (every sample, minute, hour)",
         "p, Space         freeze the display (the target keeps running)",
         "?                this help",
         "",

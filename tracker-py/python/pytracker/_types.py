@@ -28,7 +28,20 @@ class AgesRecord(TypedDict):
     """``[youngest age in ms, live objects]`` per cohort, youngest first."""
 
 
-class ClassRecord(TypedDict):
+class _SegmentFields(TypedDict, total=False):
+    """What only segments record: present in records read from one
+    (``ShmTracker.snapshot()``, :func:`read_snapshot`)."""
+
+    peak_live: int
+    """Highest live count seen."""
+    peak_unix_ms: int
+    """When a sample first saw ``peak_live``, Unix ms (absent until one
+    did)."""
+    ages: AgesRecord
+    """Live objects by age."""
+
+
+class ClassRecord(_SegmentFields):
     """One class's counts, as ``CountingTracker.snapshot()``,
     ``ShmTracker.snapshot()`` and :func:`read_snapshot` give them."""
 
@@ -53,12 +66,6 @@ class ClassRecord(TypedDict):
     saturated: bool
     """A count overflowed and is held at its maximum (corrupt or forged
     source)."""
-    peak_live: int | None
-    """Highest live count seen (segments only)."""
-    peak_unix_ms: int | None
-    """When a sample first saw ``peak_live``, Unix ms (segments only)."""
-    ages: AgesRecord | None
-    """Live objects by age (segments only)."""
 
 
 class ProcessRecord(TypedDict):
