@@ -29,8 +29,18 @@ fn template() -> Vec<u8> {
         let c = ClassId::named(&format!("fuzz.C{i}"));
         tracker.notify(EventKind::Attached, c, i + 1);
         tracker.notify(EventKind::Updated, c, i + 1);
+        // The serialised lane fills the cohorts and the peak.
+        for s in 0..3 {
+            tracker.notify_serialized(EventKind::Attached, c, 100 + s, 0);
+        }
+        tracker.notify_serialized(EventKind::Destroyed, c, 100, 0);
     }
-    tracker.sample();
+    for unit in ["requests", "jobs", "messages"] {
+        tracker.tick(tracker.unit(unit), 7);
+    }
+    for _ in 0..3 {
+        tracker.sample();
+    }
     let bytes = fs::read(tracker.path().unwrap()).unwrap();
     tracker.close();
     bytes
@@ -48,6 +58,19 @@ fn exercise(bytes: &[u8], name: &str) {
             assert!(c.name.chars().count() <= layout::class::NAME_MAX as usize + 11);
         }
         let _ = seg.history();
+        for tier in 0..4 {
+            let h = seg.history_tier(tier);
+            assert!(h.times_ns.len() as u64 <= seg.geometry().history_capacity);
+            assert_eq!(h.rss_bytes.len(), h.times_ns.len());
+        }
+        assert!(seg.ticks().len() <= layout::TICK_MAX as usize);
+        let slots: Vec<u32> = seg.classes().iter().map(|(s, _)| *s).collect();
+        if let Some(ages) = seg.ages(&slots, u64::MAX) {
+            for a in ages {
+                let _ = a.ages.older_than_ms(60_000);
+                assert!(a.ages.cohorts.len() <= tracker_core::age::COHORTS);
+            }
+        }
         let mut out = Vec::new();
         let mut cursor = seg.events_from_oldest();
         seg.poll_events(&mut cursor, &mut out);
@@ -68,7 +91,7 @@ proptest! {
     fn arbitrary_bytes_with_valid_magic(mut bytes in proptest::collection::vec(any::<u8>(), 4096..12000)) {
         bytes[..8].copy_from_slice(&layout::MAGIC.to_le_bytes());
         bytes[8..12].copy_from_slice(&layout::ENDIAN_PROBE.to_le_bytes());
-        bytes[12..16].copy_from_slice(&1u32.to_le_bytes());
+        bytes[12..16].copy_from_slice(&u32::from(layout::MAJOR).to_le_bytes());
         exercise(&bytes, "magic");
     }
 
@@ -81,6 +104,28 @@ proptest! {
             bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
         }
         exercise(&bytes, "mutated");
+    }
+
+    /// Words of the regions format 2.0 added: the header's identity, age
+    /// and tick words and the tick table, the history totals, and each
+    /// class slot's peak, cohorts and tiers.
+    #[test]
+    fn mutated_new_regions(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u64>()), 1..12)) {
+        let mut bytes = template();
+        let g = layout::Geometry::new(8, 16, 4);
+        let mut words: Vec<u64> = (layout::header::SERVICE_LEN..layout::header::TICKS + layout::TICK_MAX * layout::TICK_ENTRY_SIZE)
+            .step_by(8)
+            .chain((layout::TOTALS_OFFSET..g.class_offset).step_by(8))
+            .collect();
+        for slot in 0..g.class_capacity {
+            let base = g.class_slot(slot);
+            words.extend((base + layout::class::PEAK_LIVE..base + g.class_slot_size).step_by(8));
+        }
+        for (index, value) in edits {
+            let at = words[index.index(words.len())] as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        exercise(&bytes, "new-regions");
     }
 
     #[test]
