@@ -274,3 +274,106 @@ def test_service_name_and_csv_buckets(shm_dir):
     finally:
         proc.kill()
         proc.wait()
+
+
+PLANTED = textwrap.dedent(
+    """
+    import os, sys, time
+    import pytracker
+
+    class Session(pytracker.Trackable): pass
+    class Other(pytracker.Trackable): pass
+
+    pytracker.start_exporter(site_every=int(sys.argv[1]))
+    leaked = []
+
+    def handle():
+        leaked.append(Session())  # the planted leak: line 12
+
+    def churn():
+        for _ in range(10):
+            Session(); Other()
+
+    for _ in range(4000):
+        handle()
+        churn()
+    print("ready", os.getpid(), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_sites_name_the_planted_leak_first(shm_dir):
+    script = shm_dir.parent / "service.py"
+    script.write_text(PLANTED)
+    env = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stdout.readline().split()
+        assert first and first[0] == "ready", proc.stderr.read()
+        pid = int(first[1])
+        r = run_tool("pytracker-cli", "sites", "--pid", pid, "--format", "json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["sample_every"] == 16
+        top = doc["classes"][0]
+        assert top["class"] == "__main__.Session" and top["live"] == 4000
+        site = top["sites"][0]
+        assert site["frames"][0] == {"file": str(script), "line": 12, "function": "handle"}
+        assert site["frames"][1]["function"] == "<module>"
+        # The churned objects died: their sites hold nothing alive. The
+        # estimate is the sample scaled by 16 (about 250 samples of 4000).
+        assert len(top["sites"]) == 1
+        assert 2000 <= site["estimated_live"] <= 6000, site
+        assert site["estimated_live"] == 16 * site["sampled_live"]
+        assert all(c["class"] != "__main__.Other" for c in doc["classes"])
+        r = run_tool("pytracker-cli", "sites", "--pid", pid, "--class", "Session")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert "one creation in 16 sampled" in lines[0]
+        assert lines[2].startswith("__main__.Session  4000 live")
+        assert lines[4].strip() == "at %s:12 in handle" % script
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sites_off_says_how_to_turn_them_on(shm_dir):
+    script = shm_dir.parent / "service.py"
+    script.write_text(PLANTED)
+    env = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stdout.readline().split()
+        assert first and first[0] == "ready", proc.stderr.read()
+        r = run_tool("pytracker-cli", "sites", "--pid", first[1])
+        assert r.returncode == 2 and "site_every > 0" in r.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sampled_objects_are_counted_out_when_they_go(shm_dir):
+    code = textwrap.dedent(
+        """
+        import gc, os, pytracker
+        class A(pytracker.Trackable): pass
+        tracker = pytracker.start_exporter(site_every=1)
+        keep = [A() for _ in range(50)]
+        drop = [A() for _ in range(30)]
+        alive, every = pytracker._native._site_stats()
+        assert (alive, every) == (80, 1), (alive, every)
+        del drop
+        gc.collect()
+        assert pytracker._native._site_stats()[0] == 50
+        snap = pytracker.read_snapshot(path=tracker.path)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

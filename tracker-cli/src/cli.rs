@@ -55,6 +55,12 @@ pub enum Command {
         after_help = "Examples:\n  pytracker-cli last\n  pytracker-cli last --service web\n  pytracker-cli last --pid 4242 --format json"
     )]
     Last(LastArgs),
+    /// Where each class's live objects were created, from sampled
+    /// creation sites (file, line and function of up to four frames).
+    #[command(
+        after_help = "Examples:\n  pytracker-cli sites --pid 4242\n  pytracker-cli sites --pid 4242 --class 'app.Session' --top 3\n  pytracker-cli sites --pid 4242 --format json"
+    )]
+    Sites(SitesArgs),
     /// Print a shell completion script for pytracker-cli and pytracker-top.
     #[command(
         after_help = "Examples:\n  pytracker-cli completions bash > ~/.local/share/bash-completion/completions/pytracker-cli\n  pytracker-cli completions zsh > \"${fpath[1]}/_pytracker-cli\"\n  pytracker-cli completions fish > ~/.config/fish/completions/pytracker-cli.fish"
@@ -104,6 +110,32 @@ pub enum PsFormat {
     Table,
     /// A JSON array.
     Json,
+}
+
+/// Output formats of `sites`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SitesFormat {
+    /// Per class, its sites with their frames.
+    Table,
+    /// A JSON document.
+    Json,
+}
+
+/// `sites` arguments.
+#[derive(Debug, Args)]
+pub struct SitesArgs {
+    /// The process.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only classes matching this glob (qualified or bare name).
+    #[arg(long, value_name = "GLOB")]
+    pub class: Option<String>,
+    /// Sites shown per class.
+    #[arg(long, value_name = "K", default_value = "5")]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SitesFormat,
 }
 
 /// Output formats of `last`.

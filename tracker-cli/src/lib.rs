@@ -57,6 +57,7 @@ pub fn run_command(command: &Command, out: &mut dyn Write) -> Result<i32, CliErr
         Command::Check(a) => commands::check::run(a, out),
         Command::Clean(a) => commands::clean::run(a, out),
         Command::Last(a) => commands::last::run(a, out),
+        Command::Sites(a) => commands::sites::run(a, out),
         Command::Completions(a) => commands::completions::run(a, out),
         Command::Man(a) => commands::man::run(a, out),
     }

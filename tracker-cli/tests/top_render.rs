@@ -33,6 +33,7 @@ fn header() -> HeaderInfo {
         worker: tracker_shm::layout::NO_WORKER,
         age_epoch_ms: 4000,
         tier_factor: 60,
+        site_every: 16,
         ..Default::default()
     }
 }
@@ -70,6 +71,7 @@ fn sample(
             ..History::default()
         },
         coarse: Default::default(),
+        sites: vec![],
         events: vec![],
         lost: 0,
     }
@@ -120,6 +122,17 @@ fn app() -> App {
         ],
         WriterState::Alive,
     );
+    s.sites = vec![tracker_shm::Site {
+        index: 0,
+        class_slot: 1,
+        live: 3,
+        total: 4,
+        frames: vec![tracker_shm::Frame {
+            file: "/srv/app/cache.py".into(),
+            line: 42,
+            function: "Cache.put".into(),
+        }],
+    }];
     s.events = vec![
         Event {
             ticket: 1,
@@ -413,6 +426,10 @@ fn detail_pane_shows_history_and_events() {
     assert!(text.contains("30") && text.contains('2'), "{text}");
     assert!(text.contains("peak 34 (30s ago)  oldest ≥"), "{text}");
     assert!(text.contains("ages  <5s 20 · 1m+ 10"), "{text}");
+    assert!(
+        text.contains("site ~48 (3 sampled)  app/cache.py:42 in Cache.put"),
+        "{text}"
+    );
     assert!(text.contains("0.5s ago  attached   #1401"), "{text}");
     assert!(
         !text.contains("#1300"),

@@ -187,6 +187,23 @@ pub(crate) unsafe fn notify(
     unsafe { notify_python(kind, *subject, tracker) }
 }
 
+/// Samples the creation site of the object `subject` describes, if its
+/// tracker `tracker` is a ShmTracker (see `sites`). Returns whether the
+/// object is to be marked as sampled.
+///
+/// # Safety
+/// GIL held, from the object's creation; `tracker` a live object.
+pub(crate) unsafe fn sample_site(
+    py: Python<'_>,
+    subject: &Subject,
+    class: ClassId,
+    tracker: *mut ffi::PyObject,
+) -> bool {
+    let shm = native_core(py, tracker).and_then(|core| core.shm());
+    // SAFETY: per the contract above.
+    unsafe { crate::sites::sample(py, subject.serial, class, shm) }
+}
+
 #[cold]
 #[inline(never)]
 unsafe fn notify_python(kind: EventKind, subject: Subject, tracker: *mut ffi::PyObject) -> Outcome {

@@ -69,7 +69,7 @@ pub(crate) struct PyShmTracker {
 #[pymethods]
 impl PyShmTracker {
     #[new]
-    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=96, history_period=1.0, sampler=true, keep_exited=8, service=None))]
+    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=96, history_period=1.0, sampler=true, keep_exited=8, service=None, site_every=tracker_shm::DEFAULT_SITE_EVERY as i64, site_capacity=512))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -82,6 +82,8 @@ impl PyShmTracker {
         sampler: bool,
         keep_exited: i64,
         service: Option<String>,
+        site_every: i64,
+        site_capacity: i64,
     ) -> PyResult<PyClassInitializer<Self>> {
         let options = ShmOptions {
             directory,
@@ -102,8 +104,16 @@ impl PyShmTracker {
             sampler,
             keep_exited: in_range("keep_exited", keep_exited, 0, 1 << 20)? as usize,
             service,
+            site_every: in_range("site_every", site_every, 0, 1 << 40)?,
+            site_capacity: in_range(
+                "site_capacity",
+                site_capacity,
+                0,
+                tracker_shm::layout::MAX_SITE_CAPACITY,
+            )?,
         };
         let shm = Arc::new(py.detach(|| ShmTracker::new(options)));
+        crate::sites::set_rate(py, shm.site_every());
         if let Some(problem) = shm.take_problem_report() {
             warn_problem(py, &problem)?;
         }

@@ -15,6 +15,7 @@ mod exporter;
 mod gil;
 mod methods;
 mod object;
+mod sites;
 mod stock;
 mod trackers;
 mod typecache;
@@ -69,6 +70,12 @@ fn _record_creators(on: bool) -> u32 {
 }
 
 /// The tag of the thread that created `obj` (0 if it was not recorded).
+/// Sampled objects alive and the site sampling rate (for tests).
+#[pyfunction]
+fn _site_stats(py: Python<'_>) -> (usize, u64) {
+    sites::stats(py)
+}
+
 #[pyfunction]
 fn _creator_tag(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     Ok(object::TrackableRef::new(obj)?.creator())
@@ -149,6 +156,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SegmentError", py.get_type::<exporter::SegmentError>())?;
     m.add_function(wrap_pyfunction!(exporter::read_snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::tick, m)?)?;
+    m.add_function(wrap_pyfunction!(_site_stats, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::_close_exporters, m)?)?;
     m.add_function(wrap_pyfunction!(exporter::_after_fork_child, m)?)?;
 

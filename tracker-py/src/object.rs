@@ -30,6 +30,11 @@ use crate::typecache;
 /// `class` value of an object whose class id has not been looked up yet.
 const UNRESOLVED: u32 = u32::MAX;
 
+/// The bit of the `born` field that marks an object whose creation site
+/// was sampled (epochs stay far below it: 2^31 epochs of 4 s are 272
+/// years).
+const SAMPLED: Epoch = 1 << 31;
+
 /// The C layout of a `Trackable` instance. Subclasses append their own
 /// fields (dict, slots) after it; CPython manages those.
 #[repr(C)]
@@ -40,7 +45,7 @@ pub(crate) struct TrackableObject {
     class: u32,
     /// The age epoch the object was born in (see `tracker_core::age`):
     /// trackers that count ages are told it, so an object's cohort is
-    /// known at destruction without a look-up.
+    /// known at destruction without a look-up. Its top bit is [`SAMPLED`].
     born: Epoch,
     /// Strong reference to the assigned tracker, or null.
     tracker: *mut ffi::PyObject,
@@ -112,7 +117,20 @@ impl Fields {
     #[inline(always)]
     fn born(self) -> Epoch {
         // SAFETY: as in `serial`.
-        unsafe { (*self.0).born }
+        unsafe { (*self.0).born & !SAMPLED }
+    }
+
+    /// The object's creation site was recorded (see `sites`).
+    #[inline(always)]
+    fn sampled(self) -> bool {
+        // SAFETY: as in `serial`.
+        unsafe { (*self.0).born & SAMPLED != 0 }
+    }
+
+    #[inline(always)]
+    fn mark_sampled(self) {
+        // SAFETY: as in `set_serial`.
+        unsafe { (*self.0).born |= SAMPLED }
     }
 
     #[inline(always)]
@@ -550,6 +568,13 @@ unsafe extern "C" fn trackable_new(
         unsafe { interrupted_new(obj) };
         return ptr::null_mut();
     }
+    if crate::sites::due(subject.serial) {
+        // SAFETY: GIL held, in the object's creation; `tracker` is kept
+        // alive by the object's reference.
+        if unsafe { dispatch::sample_site(py, &subject, info.class, tracker) } {
+            this.mark_sampled();
+        }
+    }
     obj
 }
 
@@ -809,6 +834,10 @@ unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
     }
     release_tracker(this, true);
     creators::forget(this.serial());
+    if this.sampled() {
+        // SAFETY: `Fields` guarantees the GIL is held.
+        crate::sites::left(unsafe { Python::assume_attached() }, this.serial());
+    }
     // SAFETY: the field's reference is ours once taken out.
     unsafe { release(this.replace_bundle(ptr::null_mut())) };
     // SAFETY: `ty` is live (the object holds a reference to it); its

@@ -19,6 +19,12 @@ use crate::typecache;
 pub(crate) trait NativeCore: Tracker {
     /// One record per class, sorted by name.
     fn records(&self) -> Vec<ClassSnapshot>;
+
+    /// The segment writer, if this is a ShmTracker (it records creation
+    /// sites).
+    fn shm(&self) -> Option<&ShmTracker> {
+        None
+    }
 }
 
 impl NativeCore for CountingTracker {
@@ -30,6 +36,10 @@ impl NativeCore for CountingTracker {
 impl NativeCore for ShmTracker {
     fn records(&self) -> Vec<ClassSnapshot> {
         self.snapshot()
+    }
+
+    fn shm(&self) -> Option<&ShmTracker> {
+        Some(self)
     }
 }
 

@@ -69,6 +69,10 @@ pub struct HeaderInfo {
     pub age_origin_ns: u64,
     /// Tier `k+1` of the history samples every this many tier-`k` samples.
     pub tier_factor: u64,
+    /// One creation in this many (on average) records its site; 0: none.
+    pub site_every: u64,
+    /// Sampled creations whose site found the table full.
+    pub sites_dropped: u64,
 }
 
 /// The writer's identity, as the header records it.
@@ -90,6 +94,7 @@ pub(crate) struct Identity<'a> {
     pub(crate) age_epoch_ms: u64,
     pub(crate) age_origin_ns: u64,
     pub(crate) age_folded: u64,
+    pub(crate) site_every: u64,
 }
 
 /// Writes every header field but the state (writer, before [`publish`]).
@@ -135,6 +140,9 @@ pub(crate) fn write(v: WriteView<'_>, g: &Geometry, id: &Identity<'_>) {
     put(header::AGE_ORIGIN_NS, id.age_origin_ns);
     put(header::AGE_FOLDED, id.age_folded);
     put(header::TIER_FACTOR, layout::TIER_FACTOR);
+    put(header::SITE_CAPACITY, g.site_capacity);
+    put(header::SITE_OFFSET, g.site_offset);
+    put(header::SITE_EVERY, id.site_every);
 }
 
 /// Makes everything written so far visible to readers that see the state
@@ -179,6 +187,8 @@ pub(crate) fn read(v: ReadView<'_>) -> HeaderInfo {
         age_epoch_ms: get(header::AGE_EPOCH_MS),
         age_origin_ns: get(header::AGE_ORIGIN_NS),
         tier_factor: get(header::TIER_FACTOR),
+        site_every: get(header::SITE_EVERY),
+        sites_dropped: get(header::SITES_DROPPED),
     }
 }
 
@@ -244,6 +254,16 @@ pub(crate) fn validate(path: &Path, v: ReadView<'_>) -> Result<Geometry, ReadErr
     let class_capacity = get(header::CLASS_CAPACITY)?;
     let ring_capacity = get(header::RING_CAPACITY)?;
     let history_capacity = get(header::HISTORY_CAPACITY)?;
+    let site_capacity = get(header::SITE_CAPACITY)?;
+    if site_capacity > layout::MAX_SITE_CAPACITY {
+        return Err(corrupt(
+            path,
+            format!(
+                "site capacity {site_capacity} (at most {} allowed)",
+                layout::MAX_SITE_CAPACITY
+            ),
+        ));
+    }
     if !(2..=layout::MAX_CLASS_CAPACITY).contains(&class_capacity) {
         return Err(corrupt(
             path,
@@ -272,8 +292,14 @@ pub(crate) fn validate(path: &Path, v: ReadView<'_>) -> Result<Geometry, ReadErr
     }
     // The writer derives the geometry from the capacities; so does the
     // reader, then checks the header agrees. Any other layout is refused.
-    let geo = Geometry::new(class_capacity, ring_capacity, history_capacity);
+    let geo = Geometry::with_sites(
+        class_capacity,
+        ring_capacity,
+        history_capacity,
+        site_capacity,
+    );
     let claims = [
+        (header::SITE_OFFSET, geo.site_offset, "site table offset"),
         (header::CLASS_OFFSET, geo.class_offset, "class table offset"),
         (
             header::CLASS_SLOT_SIZE,

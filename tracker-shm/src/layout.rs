@@ -114,6 +114,17 @@ pub mod header {
     pub const TICK_COUNT: u64 = 312;
     /// u64 ticks of units that found the table full.
     pub const TICKS_DROPPED: u64 = 320;
+    /// u64 site slots claimed (may exceed the capacity; readers clamp).
+    pub const SITE_COUNT: u64 = 328;
+    /// u64 sampled creations whose site found the table full.
+    pub const SITES_DROPPED: u64 = 336;
+    /// u64 one creation in this many (on average) records its site; 0:
+    /// sites are not sampled.
+    pub const SITE_EVERY: u64 = 344;
+    /// u64 number of site slots.
+    pub const SITE_CAPACITY: u64 = 352;
+    /// u64 offset of the site table.
+    pub const SITE_OFFSET: u64 = 360;
     /// The service name, UTF-8, [`SERVICE_MAX`] bytes.
     pub const SERVICE: u64 = 384;
     /// Bytes reserved for the service name.
@@ -263,6 +274,47 @@ pub mod event {
 /// Bytes per event slot.
 pub const EVENT_SLOT_SIZE: u64 = 32;
 
+/// The most site slots a segment may have.
+pub const MAX_SITE_CAPACITY: u64 = 1 << 14;
+/// Bytes per site slot.
+pub const SITE_SLOT_SIZE: u64 = 640;
+/// Frames a site records at most (the creating call first).
+pub const SITE_FRAMES: u64 = 4;
+
+/// Site slot field offsets, relative to the slot.
+pub mod site {
+    /// u64 state: [`super::SLOT_FREE`], [`super::SLOT_FILLING`],
+    /// [`super::SLOT_PUBLISHED`].
+    pub const STATE: u64 = 0;
+    /// u64 the class slot the site's objects belong to.
+    pub const CLASS_SLOT: u64 = 8;
+    /// u64 sampled objects from this site still alive (wrapping; a
+    /// difference of births and deaths).
+    pub const LIVE: u64 = 16;
+    /// u64 sampled objects created here.
+    pub const TOTAL: u64 = 24;
+    /// u64 frames recorded (at most [`super::SITE_FRAMES`]).
+    pub const FRAME_COUNT: u64 = 32;
+    /// The frames, [`FRAME_SIZE`] bytes each, the creating call first.
+    pub const FRAMES: u64 = 48;
+    /// Bytes per frame.
+    pub const FRAME_SIZE: u64 = 144;
+    /// Frame field: u64 line number.
+    pub const LINE: u64 = 0;
+    /// Frame field: u64 byte length of the file name.
+    pub const FILE_LEN: u64 = 8;
+    /// Frame field: u64 byte length of the function name.
+    pub const FUNC_LEN: u64 = 16;
+    /// Frame field: the file name's last [`FILE_MAX`] bytes, UTF-8.
+    pub const FILE: u64 = 24;
+    /// Bytes kept of a file name (its end).
+    pub const FILE_MAX: u64 = 88;
+    /// Frame field: the function name's first [`FUNC_MAX`] bytes, UTF-8.
+    pub const FUNC: u64 = 112;
+    /// Bytes kept of a function name.
+    pub const FUNC_MAX: u64 = 32;
+}
+
 /// Bytes per class slot for a history of `history` samples per tier.
 pub const fn class_slot_size(history: u64) -> u64 {
     let end = class::HISTORY + 4 * HISTORY_TIERS * history;
@@ -280,6 +332,10 @@ pub const fn totals_size(history: u64) -> u64 {
 pub struct Geometry {
     /// Class slots, the overflow slot included.
     pub class_capacity: u64,
+    /// Site slots (may be 0).
+    pub site_capacity: u64,
+    /// Offset of the site table (after the class table).
+    pub site_offset: u64,
     /// Bytes per class slot.
     pub class_slot_size: u64,
     /// Event slots (0 or a power of two).
@@ -299,6 +355,18 @@ impl Geometry {
     /// least two class slots, a power-of-two ring, at most
     /// [`HISTORY_MAX`] samples).
     pub fn new(class_capacity: u64, ring_capacity: u64, history_capacity: u64) -> Geometry {
+        Geometry::with_sites(class_capacity, ring_capacity, history_capacity, 0)
+    }
+
+    /// [`Geometry::new`] with a site table of `site_capacity` slots (at
+    /// most [`MAX_SITE_CAPACITY`]).
+    pub fn with_sites(
+        class_capacity: u64,
+        ring_capacity: u64,
+        history_capacity: u64,
+        site_capacity: u64,
+    ) -> Geometry {
+        let site_capacity = site_capacity.min(MAX_SITE_CAPACITY);
         let class_capacity = class_capacity.clamp(2, MAX_CLASS_CAPACITY);
         let ring_capacity = if ring_capacity == 0 {
             0
@@ -310,10 +378,13 @@ impl Geometry {
         let history_capacity = history_capacity.clamp(1, HISTORY_MAX);
         let class_slot_size = class_slot_size(history_capacity);
         let class_offset = TOTALS_OFFSET + totals_size(history_capacity);
-        let ring_offset = class_offset + class_capacity * class_slot_size;
+        let site_offset = class_offset + class_capacity * class_slot_size;
+        let ring_offset = site_offset + site_capacity * SITE_SLOT_SIZE;
         let total_size = ring_offset + ring_capacity * EVENT_SLOT_SIZE;
         Geometry {
             class_capacity,
+            site_capacity,
+            site_offset,
             class_slot_size,
             ring_capacity,
             history_capacity,
@@ -326,6 +397,11 @@ impl Geometry {
     /// Offset of class slot `i`.
     pub fn class_slot(&self, i: u64) -> u64 {
         self.class_offset + i * self.class_slot_size
+    }
+
+    /// Offset of site slot `i`.
+    pub fn site_slot(&self, i: u64) -> u64 {
+        self.site_offset + i * SITE_SLOT_SIZE
     }
 
     /// Offset of history-totals sample `index` of tier `tier`.
@@ -347,7 +423,7 @@ impl Geometry {
 
 // Compile-time checks that the regions do not overlap.
 const _: () = assert!(header::BOOT_ID + 16 <= header::CMDLINE);
-const _: () = assert!(header::TICKS_DROPPED + 8 <= header::SERVICE);
+const _: () = assert!(header::SITE_OFFSET + 8 <= header::SERVICE);
 const _: () = assert!(header::SERVICE + header::SERVICE_MAX <= header::CMDLINE);
 const _: () = assert!(header::CMDLINE + header::CMDLINE_MAX <= header::TICKS);
 const _: () = assert!(header::TICKS + TICK_MAX * TICK_ENTRY_SIZE <= HEADER_SIZE);
@@ -355,6 +431,9 @@ const _: () = assert!(tick::NAME + tick::NAME_MAX == tick::COUNT);
 const _: () = assert!(class::COUNTERS + 8 * tracker_core::counter_words::COUNT <= class::PEAK_LIVE);
 const _: () = assert!(class::PEAK_STAMPED + 8 <= class::COHORTS);
 const _: () = assert!(class::COHORTS + 8 * tracker_core::age::COHORTS as u64 <= class::HISTORY);
+const _: () = assert!(site::FUNC + site::FUNC_MAX == site::FRAME_SIZE);
+const _: () = assert!(site::FILE + site::FILE_MAX == site::FUNC);
+const _: () = assert!(site::FRAMES + SITE_FRAMES * site::FRAME_SIZE <= SITE_SLOT_SIZE);
 const _: () = assert!(class::NAME + class::NAME_MAX == class::COUNTERS);
 
 #[cfg(test)]

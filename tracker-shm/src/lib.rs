@@ -42,6 +42,7 @@ mod classes;
 mod header;
 mod history;
 mod ring;
+mod sites;
 mod ticks;
 // The writer.
 mod options;
@@ -69,9 +70,10 @@ pub use naming::{
     choose_directory, memory_backed_directories, pid_from_name, search_directories, uid_from_name,
     SegmentName, DIR_ENV, FILE_PREFIX,
 };
-pub use options::ShmOptions;
+pub use options::{ShmOptions, DEFAULT_SITE_EVERY};
 pub use region::SERVICE_ENV;
 pub use ring::{Event, EventCursor, MAX_EVENTS_PER_POLL};
 pub use segment::{ClassAges, Segment};
+pub use sites::{Frame, Site};
 pub use sys::{monotonic_ns, uid as effective_uid, user_name};
-pub use tracker::{ShmTracker, TickUnit, WeakShmTracker};
+pub use tracker::{ShmTracker, SiteId, TickUnit, WeakShmTracker};

@@ -63,7 +63,17 @@ impl Region {
         } else {
             0
         };
-        let mut geo = Geometry::new(options.class_capacity, ring, options.history_capacity);
+        let sites = if options.site_every == 0 {
+            0
+        } else {
+            options.site_capacity
+        };
+        let mut geo = Geometry::with_sites(
+            options.class_capacity,
+            ring,
+            options.history_capacity,
+            sites,
+        );
         let (map, published, mut problem, tmp) = match create_file(options, &geo) {
             Ok(Created {
                 map,
@@ -170,6 +180,11 @@ impl Region {
             age_epoch_ms: tracker_core::age::epoch_ms(),
             age_origin_ns: tracker_core::age::origin_mono_ns(),
             age_folded: u64::from(tracker_core::age::now()),
+            site_every: if self.geo().site_capacity == 0 {
+                0
+            } else {
+                options.site_every
+            },
         };
         crate::header::write(self.view(), self.geo(), &identity);
         classes::publish_overflow(self.view(), self.geo());
@@ -202,6 +217,8 @@ impl Region {
             header::RSS_BYTES,
             header::TICK_COUNT,
             header::TICKS_DROPPED,
+            header::SITE_COUNT,
+            header::SITES_DROPPED,
         ] {
             n.word(f).store(o.u64(f).unwrap_or(0), Relaxed);
         }

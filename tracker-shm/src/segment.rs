@@ -20,6 +20,7 @@ use crate::history::{self, History};
 use crate::layout::{self, Geometry};
 use crate::mapping::ReadMap;
 use crate::ring::{self, Event, EventCursor};
+use crate::sites::{self, Site};
 use crate::ticks;
 use crate::{ages, classes, sys};
 
@@ -266,6 +267,12 @@ impl Segment {
     /// past the last reads empty.
     pub fn history_tier(&self, tier: u8) -> History {
         history::read(self.map.view(), &self.geo, tier)
+    }
+
+    /// The creation sites of sampled objects, in the order they were first
+    /// seen (see [`HeaderInfo::site_every`] for the sampling rate).
+    pub fn sites(&self) -> Vec<Site> {
+        sites::read(self.map.view(), &self.geo)
     }
 
     /// The units of work counted with ticks, in the order they were first

@@ -22,6 +22,7 @@ use tracker_core::{ClassId, ClassSnapshot, ClassTable, EventKind, Serial, Tracke
 use crate::leaky::LeakyCell;
 use crate::options::ShmOptions;
 use crate::region::Region;
+use crate::sites::{self, Frame};
 use crate::{ages, classes, history, ring, sys, ticks};
 
 /// How often the sampler checks whether it is the process's last thread.
@@ -44,6 +45,9 @@ struct Inner {
     /// Tick-table entry of each unit of work ticked so far (`None`: the
     /// table was full).
     units: Mutex<HashMap<String, Option<u64>>>,
+    /// Site slot of each (class, stack key) seen (`None`: the table was
+    /// full).
+    sites: Mutex<HashMap<(ClassId, u64), Option<u32>>>,
     /// The segment's truncation was reported on standard error.
     damage_reported: AtomicBool,
 }
@@ -82,6 +86,7 @@ impl ShmTracker {
             sampler: Mutex::new(None),
             reported: AtomicBool::new(false),
             units: Mutex::new(HashMap::new()),
+            sites: Mutex::new(HashMap::new()),
             damage_reported: AtomicBool::new(false),
         });
         fork::register(&inner);
@@ -202,6 +207,64 @@ impl ShmTracker {
         }
     }
 
+    /// One creation in this many records its site (0: sites are off).
+    pub fn site_every(&self) -> u64 {
+        if self.inner.region.get().geo().site_capacity == 0 {
+            0
+        } else {
+            self.inner.options.site_every
+        }
+    }
+
+    /// Records that a sampled object of `class` was created at the stack
+    /// `key` stands for (a hash of it, chosen by the caller); `frames` is
+    /// called for the stack's text the first time the site is seen.
+    /// Returns the site, to pass to [`ShmTracker::site_left`] when the
+    /// object goes, or `None` when sites are off or the table is full.
+    /// Serialised callers only (the GIL holder), like the serialised lane.
+    pub fn site(
+        &self,
+        class: ClassId,
+        key: u64,
+        frames: impl FnOnce() -> Vec<Frame>,
+    ) -> Option<SiteId> {
+        let region = self.inner.region_for_writing()?;
+        let (v, g) = (region.view(), region.geo());
+        if g.site_capacity == 0 {
+            return None;
+        }
+        let mut sites = self.inner.sites.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match sites.get(&(class, key)) {
+            Some(&index) => index,
+            None => {
+                let slot = match self.inner.slots.get(class).map(|c| c.load(Acquire)) {
+                    Some(v) if v != 0 && v != CLAIMING => v - 1,
+                    _ => self.inner.claim(region, class),
+                };
+                let index = sites::claim(v, g, slot, &frames());
+                sites.insert((class, key), index);
+                index
+            }
+        };
+        match index {
+            Some(i) => {
+                sites::count(v, g, i, true);
+                Some(SiteId(i))
+            }
+            None => {
+                sites::dropped(v);
+                None
+            }
+        }
+    }
+
+    /// A sampled object of `site` was destroyed (serialised callers only).
+    pub fn site_left(&self, site: SiteId) {
+        if let Some(region) = self.inner.region_for_writing() {
+            sites::count(region.view(), region.geo(), site.0, false);
+        }
+    }
+
     /// Writes one history sample and a heartbeat now.
     pub fn sample(&self) {
         self.inner.sample();
@@ -297,6 +360,11 @@ impl ShmTracker {
         }
     }
 }
+
+/// A creation site in one [`ShmTracker`]'s segment (see
+/// [`ShmTracker::site`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteId(u32);
 
 /// A unit of work of one [`ShmTracker`] (see [`ShmTracker::unit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

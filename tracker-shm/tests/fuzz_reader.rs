@@ -22,6 +22,7 @@ fn template() -> Vec<u8> {
         class_capacity: 8,
         ring_capacity: 16,
         history_capacity: 4,
+        site_capacity: 4,
         sampler: false,
         ..Default::default()
     });
@@ -34,6 +35,17 @@ fn template() -> Vec<u8> {
             tracker.notify_serialized(EventKind::Attached, c, 100 + s, 0);
         }
         tracker.notify_serialized(EventKind::Destroyed, c, 100, 0);
+    }
+    for i in 0..3u64 {
+        let c = ClassId::named(&format!("fuzz.C{i}"));
+        let frames = || {
+            vec![tracker_shm::Frame {
+                file: format!("/srv/app/mod{i}.py"),
+                line: 10 + i,
+                function: "make".into(),
+            }]
+        };
+        tracker.site(c, i, frames);
     }
     for unit in ["requests", "jobs", "messages"] {
         tracker.tick(tracker.unit(unit), 7);
@@ -64,6 +76,12 @@ fn exercise(bytes: &[u8], name: &str) {
             assert_eq!(h.rss_bytes.len(), h.times_ns.len());
         }
         assert!(seg.ticks().len() <= layout::TICK_MAX as usize);
+        let sites = seg.sites();
+        assert!(sites.len() as u64 <= seg.geometry().site_capacity);
+        for s in &sites {
+            assert!(s.frames.len() as u64 <= layout::SITE_FRAMES);
+            assert!(s.live <= i64::MAX as u64);
+        }
         let slots: Vec<u32> = seg.classes().iter().map(|(s, _)| *s).collect();
         if let Some(ages) = seg.ages(&slots, u64::MAX) {
             for a in ages {
@@ -112,7 +130,7 @@ proptest! {
     #[test]
     fn mutated_new_regions(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u64>()), 1..12)) {
         let mut bytes = template();
-        let g = layout::Geometry::new(8, 16, 4);
+        let g = layout::Geometry::with_sites(8, 16, 4, 4);
         let mut words: Vec<u64> = (layout::header::SERVICE_LEN..layout::header::TICKS + layout::TICK_MAX * layout::TICK_ENTRY_SIZE)
             .step_by(8)
             .chain((layout::TOTALS_OFFSET..g.class_offset).step_by(8))
@@ -121,6 +139,7 @@ proptest! {
             let base = g.class_slot(slot);
             words.extend((base + layout::class::PEAK_LIVE..base + g.class_slot_size).step_by(8));
         }
+        words.extend((g.site_offset..g.ring_offset).step_by(8));
         for (index, value) in edits {
             let at = words[index.index(words.len())] as usize;
             bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());

@@ -8,3 +8,4 @@ pub mod dump;
 pub mod last;
 pub mod man;
 pub mod ps;
+pub mod sites;

@@ -188,6 +188,8 @@ pub struct App {
     coarse: [tracker_shm::History; 2],
     /// Sample times of each tier, `CLOCK_MONOTONIC` ns.
     tier_times: [Vec<u64>; 3],
+    /// Sampled creation sites of the last sample.
+    sites: Vec<tracker_shm::Site>,
 }
 
 impl App {
@@ -218,7 +220,21 @@ impl App {
             tier: 0,
             coarse: Default::default(),
             tier_times: Default::default(),
+            sites: Vec::new(),
         }
+    }
+
+    /// The sites of `row`'s class with sampled objects alive, the most
+    /// first, at most `limit`.
+    pub fn sites_of(&self, row: &Row, limit: usize) -> Vec<&tracker_shm::Site> {
+        let mut sites: Vec<&tracker_shm::Site> = self
+            .sites
+            .iter()
+            .filter(|s| s.class_slot == row.slot && s.live > 0)
+            .collect();
+        sites.sort_by_key(|s| std::cmp::Reverse(s.live));
+        sites.truncate(limit);
+        sites
     }
 
     /// The detail chart's data for `row`: its live counts in the chosen
@@ -318,6 +334,7 @@ impl App {
             })
             .collect();
         self.coarse = std::mem::take(&mut s.coarse);
+        self.sites = std::mem::take(&mut s.sites);
         self.tier_times = [
             std::mem::take(&mut s.history.times_ns),
             std::mem::take(&mut self.coarse[0].times_ns),

@@ -21,6 +21,8 @@ pub struct Sample {
     pub history: History,
     /// Tiers 1 and 2 (every minute and every hour at the default period).
     pub coarse: [History; 2],
+    /// Sampled creation sites.
+    pub sites: Vec<tracker_shm::Site>,
     /// Events published since the previous read.
     pub events: Vec<Event>,
     /// Events missed since the previous read.
@@ -55,6 +57,7 @@ impl Reader {
             classes: segment.classes(),
             history: segment.history(),
             coarse: [segment.history_tier(1), segment.history_tier(2)],
+            sites: segment.sites(),
             events,
             lost,
         };

@@ -282,12 +282,30 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, 
     let block = Block::bordered().title(format!(" {} ", row.name));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [stats, chart, events] = Layout::vertical([
+    let sites = app.sites_of(row, 3);
+    let [stats, site_lines, chart, events] = Layout::vertical([
         Constraint::Length(3),
+        Constraint::Length(sites.len() as u16),
         Constraint::Length(8),
         Constraint::Min(1),
     ])
     .areas(inner);
+    let every = app.header.as_ref().map_or(0, |h| h.site_every);
+    let lines: Vec<Line> = sites
+        .iter()
+        .map(|s| {
+            let at = s.frames.first().map_or_else(String::new, |f| {
+                format!("{}:{} in {}", shorten_path(&f.file), f.line, f.function)
+            });
+            Line::from(format!(
+                "site ~{} ({} sampled)  {}",
+                s.live.saturating_mul(every),
+                s.live,
+                tracker_core::escape_control(&at)
+            ))
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), site_lines);
     let peak = match row.peak {
         Some((p, at)) if at > 0 => format!(
             "  peak {p} ({} ago)",
@@ -341,6 +359,12 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, 
         List::new(items).block(Block::bordered().title(title)),
         events,
     );
+}
+
+/// A file path's last two components.
+fn shorten_path(path: &str) -> String {
+    let parts: Vec<&str> = path.rsplit('/').take(2).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
 }
 
 /// The age buckets of `row` on one line: `ages <5s 12 · 5s+ 3 · 1m+ 40`

@@ -25,6 +25,7 @@ def start_exporter(
     sampler: bool = True,
     keep_exited: int = 8,
     service: str | None = None,
+    site_every: int = 8192,
 ) -> _native.ShmTracker:
     """Create a :class:`ShmTracker` and make it the global tracker, so
     ``pytracker-cli`` and ``pytracker-top`` can read this process's
@@ -42,6 +43,9 @@ def start_exporter(
     ``keep_exited``: segments of this user's exited processes kept for
     post-mortem reading. ``service``: the service this process belongs to
     (default ``$PYTRACKER_SERVICE``, else the script or module name).
+    ``site_every``: on average one creation in this many records where it
+    happened (file, line and function of up to four frames), for
+    ``pytracker-cli sites``; 0 turns it off.
 
     Trackable objects that already exist are adopted: those with no tracker
     (made before any tracker was set, unless their class sets
@@ -65,6 +69,7 @@ def start_exporter(
             sampler=sampler,
             keep_exited=keep_exited,
             service=service,
+            site_every=site_every,
         )
     _native.set_global_tracker(_exporter)
     if previous is not _exporter:

@@ -34,6 +34,7 @@ __all__ = [
     "_register_stock_tracker",
     "_record_creators",
     "_creator_tag",
+    "_site_stats",
 ]
 
 @disjoint_base
@@ -102,6 +103,8 @@ class ShmTracker(NativeTracker):
         sampler: bool = True,
         keep_exited: int = 8,
         service: str | None = None,
+        site_every: int = 8192,
+        site_capacity: int = 512,
     ) -> ShmTracker: ...
     @property
     def path(self) -> Path | None:
@@ -161,6 +164,9 @@ def escape_control(text: str) -> str:
     """``text`` with control characters escaped, safe to print."""
 
 def _register_stock_tracker(tracker: type, entry: type) -> None: ...
+def _site_stats() -> tuple[int, int]:
+    """Sampled objects alive, and the site sampling rate (for tests)."""
+
 def _record_creators(on: bool) -> int:
     """Start (True) or stop (False) recording which thread creates each
     Trackable (calls nest); returns the calling thread's tag."""
