@@ -78,6 +78,8 @@ def variants():
     quiet = pytracker.ShmTracker(events=False)
     loud = pytracker.ShmTracker(events=True)
     py_tracker = pytracker.Tracker()
+    # Site sampling at other rates than the default (1 in 8192).
+    by_rate = {n: pytracker.ShmTracker(events=False, site_every=n) for n in (0, 1024, 65536)}
 
     def use(tracker):
         return lambda: pytracker.set_global_tracker(tracker)
@@ -91,6 +93,10 @@ def variants():
         rows.append(("Trackable + CountingTracker" + suffix, use(counting), None, tracked, 1, base))
         rows.append(("Trackable + ShmTracker, events off" + suffix, use(quiet), None, tracked, 1, base))
         rows.append(("Trackable + ShmTracker, events on" + suffix, use(loud), None, tracked, 1, base))
+        if not suffix:
+            for n, tracker in by_rate.items():
+                label = "sites off" if n == 0 else "sites 1 in %d" % n
+                rows.append(("Trackable + ShmTracker, events off, %s" % label, use(tracker), None, tracked, 1, base))
         rows.append(("Trackable + Python Tracker" + suffix, use(py_tracker), None, tracked, 10, base))
     base = "plain class"
     fc = FinalizeCounter()
@@ -108,6 +114,17 @@ def variants():
     except ImportError:
         print("(pympler not installed: its row is left out)", file=sys.stderr)
     return rows
+
+
+def quiet_for_ticks():
+    return pytracker.ShmTracker(events=False)
+
+
+def _time_calls(f, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f()
+    return time.perf_counter() - t0
 
 
 def main():
@@ -133,6 +150,16 @@ def main():
     print("|---|---:|---:|")
     for label, *_, baseline in rows:
         print("| %s | %.1f | %.2fx |" % (label, best[label] / N * 1e9, best[label] / best[baseline]))
+    # pytracker.tick() against an empty call of a builtin, same loop.
+    pytracker.set_global_tracker(quiet_for_ticks())
+    tick = pytracker.tick
+    n = 1_000_000
+    t_tick = min(_time_calls(tick, n) for _ in range(ROUNDS))
+    t_len = min(_time_calls(lambda: None, n) for _ in range(ROUNDS))
+    pytracker.set_global_tracker(None)
+    print()
+    print("pytracker.tick(): %.1f ns per call including the loop and call (%.1f ns for an empty lambda)" % (
+        t_tick / n * 1e9, t_len / n * 1e9))
     plain_size = sys.getsizeof(P())
     print()
     print("sys.getsizeof: plain %d bytes, Trackable subclass %d bytes (+%d)" % (

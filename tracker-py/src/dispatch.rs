@@ -105,6 +105,10 @@ pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
     // The new tracker is kept alive before the pointer to it is published
     // (moving the `Arc` does not move the tracker), and the old one is
     // dropped after the pointer to it is gone.
+    // Creation sites are sampled at the global ShmTracker's rate.
+    if let Some(shm) = core.as_deref().and_then(|c| c.shm()) {
+        crate::sites::set_rate(py, shm.site_every());
+    }
     let old = GLOBAL_CORE.replace(py, core);
     GLOBAL_NATIVE.replace(py, GlobalNative { tracker, native });
     drop(old);

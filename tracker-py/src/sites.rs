@@ -44,8 +44,8 @@ struct State {
 
 static STATE: GilCell<Option<State>> = GilCell::new(None);
 
-/// Samples one creation in `every` from now on (0: none). The last
-/// ShmTracker made sets the rate for the process.
+/// Samples one creation in `every` from now on (0: none). A ShmTracker
+/// sets its rate when it is made and when it becomes the global tracker.
 pub(crate) fn set_rate(py: Python<'_>, every: u64) {
     EVERY.store(every, Relaxed);
     let next = if every == 0 {
