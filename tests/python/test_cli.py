@@ -489,7 +489,7 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
     pages = sorted(p.name for p in (tmp_path / "man1").iterdir())
     assert pages == sorted(
         ["pytracker-cli.1", "pytracker-top.1"]
-        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "completions", "man")]
+        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "sites", "completions", "man")]
     )
     page = (tmp_path / "man1" / "pytracker-cli-dump.1").read_text()
     assert page.startswith(".ie") or page.startswith(".TH"), page[:80]
