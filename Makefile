@@ -129,6 +129,21 @@ bench: build system-deps ## benchmarks on the default, Debian 3.11 and Debian 3.
 	@echo
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/readers.py
 
+# What a change costs per object: BASE (a revision) built for Debian's 3.11
+# in a worktree, against the working tree's build, in alternating processes
+# (bench/ab.py). For instance: make bench-ab BASE=1509ab7
+.PHONY: bench-ab
+bench-ab: build system-deps ## per-object cost of the working tree against BASE=<revision> (bench/ab.py)
+	@test -n "$(BASE)" || { echo "make bench-ab needs BASE=<revision>, for instance BASE=HEAD~1"; exit 2; }
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	tests/matrix/run.sh --build-only $(BENCH_HOST)
+	rm -rf .bench-base && git worktree prune
+	git worktree add --detach .bench-base $(BASE)
+	cd .bench-base && tests/matrix/run.sh --build-only $(BENCH_HOST)
+	$(PY) bench/ab.py .bench-base/.matrix/$(BENCH_HOST)/venv/bin/python .matrix/$(BENCH_HOST)/venv/bin/python
+
 .PHONY: clean
 clean: ## remove build products and the virtualenv
 	cargo clean

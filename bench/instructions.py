@@ -59,8 +59,10 @@ def main():
         return
     import platform
 
-    print("python %s (%s): instructions per create+drop (callgrind, %d objects, loop included)" % (
-        platform.python_version(), sys.executable, N))
+    print(
+        "python %s (%s): instructions per create+drop (callgrind, %d objects, loop included)"
+        % (platform.python_version(), sys.executable, N)
+    )
     print()
     print("| variant | instructions | ratio to plain |")
     print("|---|---:|---:|")

@@ -52,7 +52,6 @@ WRITER = textwrap.dedent(
 ).replace("CLASSES", str(CLASSES))
 
 
-
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -64,6 +63,7 @@ def main():
     writer = subprocess.Popen([sys.executable, "-c", WRITER], stdout=subprocess.PIPE, text=True, env=env)
     pid, path = writer.stdout.readline().split()
     pid = int(pid)
+
     def collect(seconds):
         end = time.monotonic() + seconds
         out = []
@@ -104,11 +104,27 @@ def main():
                 helper = subprocess.Popen([os.path.join(EXAMPLES, "poll_reader"), path, "20"], env=env)
             elif label == "pytracker-top":
                 assert shutil.which("tmux"), "tmux is needed for the pytracker-top phase"
-                subprocess.run(["tmux", "-L", "pytracker-bench", "new-session", "-d", "-x", "150", "-y", "45",
-                                "env PYTRACKER_DIR=%s %s/pytracker-top --pid %d" % (env["PYTRACKER_DIR"], BIN, pid)], check=True)
+                subprocess.run(
+                    [
+                        "tmux",
+                        "-L",
+                        "pytracker-bench",
+                        "new-session",
+                        "-d",
+                        "-x",
+                        "150",
+                        "-y",
+                        "45",
+                        "env PYTRACKER_DIR=%s %s/pytracker-top --pid %d" % (env["PYTRACKER_DIR"], BIN, pid),
+                    ],
+                    check=True,
+                )
                 time.sleep(1.0)
-                top_pid = int(subprocess.run(["pgrep", "-n", "-f", "pytracker-top --pid %d" % pid],
-                                             capture_output=True, text=True).stdout.split()[0])
+                top_pid = int(
+                    subprocess.run(
+                        ["pgrep", "-n", "-f", "pytracker-top --pid %d" % pid], capture_output=True, text=True
+                    ).stdout.split()[0]
+                )
                 top_cpu0, top_t0 = cpu_seconds(top_pid), time.monotonic()
             rate = collect(PHASE)
             if label == "pytracker-top":
@@ -127,16 +143,25 @@ def main():
         print("|---|---|---:|")
         for label in ("no reader", "20 snapshots/s", "pytracker-top"):
             rates = [r for l, r in phases if l == label]
-            print("| %s | %s | %+.1f%% |" % (label, ", ".join("%.0f" % r for r in rates), (statistics.mean(rates) / base - 1) * 100))
+            print(
+                "| %s | %s | %+.1f%% |"
+                % (label, ", ".join("%.0f" % r for r in rates), (statistics.mean(rates) / base - 1) * 100)
+            )
         print()
         rust = subprocess.run([os.path.join(EXAMPLES, "snapshot_timing")], capture_output=True, text=True, check=True)
         print("Rust reader, %d classes (tracker-shm examples/snapshot_timing):" % CLASSES)
         print(textwrap.indent(rust.stdout.strip(), "    "))
-        print("Python read_snapshot, %d classes (open + read + build dicts): median %.2f ms, max %.2f ms"
-              % (CLASSES, statistics.median(times) * 1e3, max(times) * 1e3))
-        print("pytracker-cli dump --format json, %d classes, end to end: median %.1f ms, max %.1f ms"
-              % (CLASSES, statistics.median(cli_times) * 1e3, max(cli_times) * 1e3))
-        print("pytracker-top CPU at the default 1 s interval, %d classes: %.2f%% of one core" % (CLASSES, top_cpu * 100))
+        print(
+            "Python read_snapshot, %d classes (open + read + build dicts): median %.2f ms, max %.2f ms"
+            % (CLASSES, statistics.median(times) * 1e3, max(times) * 1e3)
+        )
+        print(
+            "pytracker-cli dump --format json, %d classes, end to end: median %.1f ms, max %.1f ms"
+            % (CLASSES, statistics.median(cli_times) * 1e3, max(cli_times) * 1e3)
+        )
+        print(
+            "pytracker-top CPU at the default 1 s interval, %d classes: %.2f%% of one core" % (CLASSES, top_cpu * 100)
+        )
     finally:
         writer.kill()
         writer.wait()
