@@ -47,7 +47,8 @@ def test_help_for_every_subcommand():
 def test_ps_lists_the_process(proc, shm_dir):
     out = ok("ps")
     lines = out.splitlines()
-    assert lines[0].split()[:7] == ["PID", "OWNER", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE"]
+    assert lines[0].split() == ["PID", "OWNER", "SERVICE", "WORKER", "UPTIME", "LIVE", "CLASSES", "STATE", "PROGRAM"]
+    assert max(len(l) for l in lines) <= 100, out
     row = [l for l in lines if l.split()[0] == str(proc.pid)]
     assert len(row) == 1
     assert " 170 " in row[0] and " 3 " in row[0] and "alive" in row[0]
@@ -55,6 +56,7 @@ def test_ps_lists_the_process(proc, shm_dir):
     assert data["schema_version"] == 1
     (me,) = [r for r in data["processes"] if r["pid"] == proc.pid]
     assert (me["live"], me["classes"], me["state"]) == (170, 3, "alive")
+    assert me["service"] and me["worker"] == 0 and me["worker_label"] == "0"
     assert me["segment"].startswith(str(shm_dir))
 
 
@@ -101,8 +103,9 @@ def test_dump_json_csv_openmetrics(proc):
     lines = text.splitlines()
     assert lines[-1] == "# EOF"
     sample = re.compile(
-        r'^(pytracker_objects_(live|created_total|destroyed_total|peak|live_older_than))'
-        r'\{pid="(\d+)",program="([^"\\]|\\.)*",class="([^"]+)"(,seconds="\d+")?\} (\d+)$'
+        r'^(pytracker_objects_(live|created_total|created_created|destroyed_total|destroyed_created|peak'
+        r'|live_older_than)|pytracker_resident_memory_bytes)'
+        r'\{service="([^"\\]|\\.)*",worker="0"(,class="([^"]+)")?(,seconds="\d+")?\} (\d+(\.\d+)?)$'
     )
     families = {}
     for line in lines[:-1]:
@@ -112,20 +115,31 @@ def test_dump_json_csv_openmetrics(proc):
             continue
         if line.startswith("# HELP "):
             continue
-        m = sample.match(line)
-        assert m, line
-        assert int(m.group(3)) == proc.pid
+        assert sample.match(line), line
     assert families == {
         "pytracker_objects_live": "gauge",
         "pytracker_objects_created": "counter",
         "pytracker_objects_destroyed": "counter",
         "pytracker_objects_peak": "gauge",
         "pytracker_objects_live_older_than": "gauge",
+        "pytracker_resident_memory_bytes": "gauge",
     }
     assert re.search(r'pytracker_objects_peak\{.*class="__main__.Order"\} 122$', text, re.M)
     assert re.search(r'older_than\{.*class="__main__.Order",seconds="5"\} 0$', text, re.M)
-    assert 'pytracker_objects_live{pid="%d"' % proc.pid in text
-    assert re.search(r'class="__main__.Order"\} 120$', text, re.M)
+    assert "pid=" not in text
+    assert re.search(r'^pytracker_objects_live\{.*class="__main__.Order"\} 120$', text, re.M)
+    # The counters' creation time is the segment's.
+    assert re.search(r'^pytracker_objects_created_created\{.*class="__main__.Order"\} \d{10}\.\d{3}$', text, re.M)
+    with_pid = ok("dump", "--pid", proc.pid, "--format", "openmetrics", "--label-pid")
+    assert 'pid="%d"' % proc.pid in with_pid
+
+    # Prometheus' own text format: counters are named with _total in HELP
+    # and TYPE, no _created, no # EOF.
+    prom = ok("dump", "--pid", proc.pid, "--format", "prometheus")
+    assert "# TYPE pytracker_objects_created_total counter" in prom
+    assert "# HELP pytracker_objects_created_total " in prom
+    assert "_created{" not in prom and "# EOF" not in prom
+    assert re.search(r'^pytracker_objects_live\{.*class="__main__.Order"\} 120$', prom, re.M)
 
 
 def test_diff_files_and_live(proc, tmp_path, shm_dir):
@@ -362,9 +376,10 @@ def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
         om = ok("dump", "--pid", pid, "--format", "openmetrics")
         series = [l.rsplit(" ", 1)[0] for l in om.splitlines() if not l.startswith("#")]
         assert len(series) == len(set(series))
-        # Three records, each in the live, created, destroyed and peak
-        # families and at ten ages.
-        assert len(series) == 3 * (4 + 10)
+        # Three records, each in the live and peak families, the created
+        # and destroyed counters (_total and _created) and at ten ages;
+        # and the process's resident memory.
+        assert len(series) == 3 * (6 + 10) + 1
     finally:
         p.kill()
         p.wait()
@@ -489,7 +504,7 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
     pages = sorted(p.name for p in (tmp_path / "man1").iterdir())
     assert pages == sorted(
         ["pytracker-cli.1", "pytracker-top.1"]
-        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "sites", "completions", "man")]
+        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "sites", "serve", "completions", "man")]
     )
     page = (tmp_path / "man1" / "pytracker-cli-dump.1").read_text()
     assert page.startswith(".ie") or page.startswith(".TH"), page[:80]

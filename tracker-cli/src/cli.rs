@@ -61,6 +61,12 @@ pub enum Command {
         after_help = "Examples:\n  pytracker-cli sites --pid 4242\n  pytracker-cli sites --pid 4242 --class 'app.Session' --top 3\n  pytracker-cli sites --pid 4242 --format json"
     )]
     Sites(SitesArgs),
+    /// Serve every tracked process on this machine (or one service's) as
+    /// Prometheus metrics over HTTP: GET /metrics.
+    #[command(
+        after_help = "The text is Prometheus' text format, or OpenMetrics when the scraper asks for it (Accept: application/openmetrics-text). Series are labelled service, worker and class.\n\nExamples:\n  pytracker-cli serve\n  pytracker-cli serve --listen 0.0.0.0:9645 --top-k 50\n  pytracker-cli serve --service web"
+    )]
+    Serve(ServeArgs),
     /// Print a shell completion script for pytracker-cli and pytracker-top.
     #[command(
         after_help = "Examples:\n  pytracker-cli completions bash > ~/.local/share/bash-completion/completions/pytracker-cli\n  pytracker-cli completions zsh > \"${fpath[1]}/_pytracker-cli\"\n  pytracker-cli completions fish > ~/.config/fish/completions/pytracker-cli.fish"
@@ -121,6 +127,25 @@ pub enum SitesFormat {
     Json,
 }
 
+/// `serve` arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (loopback by default: metrics name
+    /// the classes of the processes, so opening it wider is a choice).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9645")]
+    pub listen: String,
+    /// Only the processes of this service (repeat for several).
+    #[arg(long, value_name = "NAME")]
+    pub service: Vec<String>,
+    /// Keep the K classes with the most live objects per service and sum
+    /// the others into one `<other classes>` series.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Add a pid label to every series.
+    #[arg(long)]
+    pub label_pid: bool,
+}
+
 /// `sites` arguments.
 #[derive(Debug, Args)]
 pub struct SitesArgs {
@@ -173,8 +198,11 @@ pub enum Format {
     Json,
     /// Comma-separated values with a header row.
     Csv,
-    /// Prometheus / OpenMetrics text exposition.
+    /// OpenMetrics 1.0 text exposition (labels service, worker, class).
     Openmetrics,
+    /// Prometheus text format 0.0.4, as node_exporter's textfile
+    /// collector reads it (same series as openmetrics).
+    Prometheus,
 }
 
 /// Output formats of `diff`.
@@ -252,6 +280,23 @@ pub struct DumpArgs {
     /// csv).
     #[arg(long)]
     pub history: bool,
+    /// Sum each class over the live processes of this service (its master
+    /// and workers; `ps` lists services) instead of one process.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "path", "history"])]
+    pub service: Option<String>,
+    /// With --service: also show each class's live count per worker.
+    #[arg(long, requires = "service")]
+    pub per_worker: bool,
+    /// openmetrics and prometheus: keep the K classes with the most live
+    /// objects (per service) and sum the others into one
+    /// `<other classes>` series.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// openmetrics and prometheus: add a pid label to every series (by
+    /// default series are labelled by service, worker and class only, so
+    /// they survive worker recycling).
+    #[arg(long)]
+    pub label_pid: bool,
 }
 
 /// `diff` arguments.

@@ -21,6 +21,20 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// A command line for a narrow column: the program's file name without
+/// its directory, then the arguments, on one line and cut to `max`.
+pub fn short_program(cmdline: &str, max: usize) -> String {
+    let line = one_line(cmdline, usize::MAX);
+    let (program, rest) = line.split_once(' ').unwrap_or((&line, ""));
+    let base = program.rsplit('/').next().unwrap_or(program);
+    let short = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base} {rest}")
+    };
+    one_line(&short, max)
+}
+
 /// Seconds as `3d4h`, `2h5m`, `4m10s` or `12s`.
 pub fn uptime(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -92,6 +106,19 @@ pub fn spark(values: &[u32], width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_programs_drop_the_directory() {
+        assert_eq!(
+            short_program("/venv/bin/python app.py --port 80", 40),
+            "python app.py --port 80"
+        );
+        assert_eq!(short_program("/usr/bin/gunicorn", 40), "gunicorn");
+        assert_eq!(
+            short_program("python3 -m celery worker", 12),
+            "python3 -m …"
+        );
+    }
 
     #[test]
     fn one_line_flattens_and_cuts() {

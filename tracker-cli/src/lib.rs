@@ -8,8 +8,10 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod exposition;
 pub mod format;
 pub mod output;
+pub mod service;
 pub mod snapshots;
 pub mod top;
 
@@ -58,6 +60,7 @@ pub fn run_command(command: &Command, out: &mut dyn Write) -> Result<i32, CliErr
         Command::Clean(a) => commands::clean::run(a, out),
         Command::Last(a) => commands::last::run(a, out),
         Command::Sites(a) => commands::sites::run(a, out),
+        Command::Serve(a) => commands::serve::run(a, out),
         Command::Completions(a) => commands::completions::run(a, out),
         Command::Man(a) => commands::man::run(a, out),
     }

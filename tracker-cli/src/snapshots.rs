@@ -13,7 +13,27 @@ pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
     let target = Target::from_options(target.pid, target.path.as_deref()).ok_or_else(|| {
         CliError::Usage("give --pid PID or --path SEGMENT (pytracker-cli ps lists them)".into())
     })?;
-    let segment = target.open()?;
+    let segment = match target.open() {
+        Ok(segment) => segment,
+        Err(tracker_shm::ReadError::NotTracked { pid }) => return Err(match workers_of(pid) {
+            Some((service, pids)) => CliError::Usage(format!(
+                "process {pid} does not export a segment, but its workers do (service {service}, \
+                     pids {pids}): read them together with --service {service}"
+            )),
+            None => tracker_shm::ReadError::NotTracked { pid }.into(),
+        }),
+        Err(e) => return Err(e.into()),
+    };
+    if let Target::Pid(pid) = &target {
+        if let Some((service, _)) = workers_of(*pid) {
+            let line = format!(
+                "note: process {pid} is the master of service {service}, whose workers export \
+                 their own counts: --service {service} sums them"
+            );
+            let line = format!("{}\n", tracker_core::escape_control(&line));
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
+    }
     if let Target::Path(path) = &target {
         // `--pid` refuses such segments; a path named by hand is read, with
         // a warning that its counts may be forged.
@@ -31,6 +51,23 @@ pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
         }
     }
     Ok(segment)
+}
+
+/// The service and the pids (listed) of the live, exporting processes
+/// whose parent is `pid`, if there are any.
+fn workers_of(pid: u32) -> Option<(String, String)> {
+    let members = crate::service::members(None);
+    let children: Vec<&crate::service::Member> = members
+        .iter()
+        .filter(|m| m.parent_pid == pid && m.pid != pid)
+        .collect();
+    let first = children.first()?;
+    let pids: Vec<String> = children
+        .iter()
+        .filter(|m| m.service == first.service)
+        .map(|m| m.pid.to_string())
+        .collect();
+    Some((first.service.clone(), pids.join(", ")))
 }
 
 /// A snapshot of a live segment, with the writer's state.

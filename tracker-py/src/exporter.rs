@@ -134,6 +134,21 @@ impl PyShmTracker {
         self.shm.path()
     }
 
+    /// The service this process belongs to (the ``service`` option, else
+    /// ``$PYTRACKER_SERVICE``, else the script or module name).
+    #[getter]
+    fn service(&self) -> String {
+        self.shm.service()
+    }
+
+    /// This process's worker number in its service: the lowest that no
+    /// other live process of the service held when the segment was
+    /// published (None if there is no segment).
+    #[getter]
+    fn worker(&self) -> Option<u64> {
+        self.shm.worker()
+    }
+
     /// Why the segment is not published (or is on a disk-backed directory),
     /// or None.
     #[getter]

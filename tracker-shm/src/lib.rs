@@ -48,6 +48,7 @@ mod ticks;
 mod options;
 mod region;
 mod tracker;
+mod workers;
 // The reader.
 mod discovery;
 mod segment;

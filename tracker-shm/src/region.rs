@@ -20,6 +20,7 @@ use crate::layout::{self, header, Geometry};
 use crate::mapping::{SegmentMap, WriteMap, WriteView};
 use crate::naming::{choose_directory, SegmentName};
 use crate::options::ShmOptions;
+use crate::workers::Claim;
 use crate::{classes, proc, sys};
 
 /// A published segment's file: the open file whose exclusive lock says the
@@ -45,6 +46,10 @@ pub(crate) struct Region {
     /// child publishes a segment of its own (see the tracker's fork
     /// protocol).
     pub(crate) forked_image: bool,
+    /// The service name in the header.
+    pub(crate) service: String,
+    /// The worker number in the header.
+    pub(crate) worker: Option<u64>,
 }
 
 /// The environment variable naming the service (see
@@ -57,7 +62,12 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 impl Region {
     /// Creates and publishes a segment for `options`, or private counters
     /// when that fails.
-    pub(crate) fn create(options: &ShmOptions, generation: u64) -> Region {
+    ///
+    /// `forked`: the region replaces the segment of the process this one
+    /// was forked from, and the process is that service's worker
+    /// ([`layout::ROLE_WORKER`]). Either way it takes the lowest free
+    /// worker number of its service (see `crate::workers`).
+    pub(crate) fn create(options: &ShmOptions, generation: u64, forked: bool) -> Region {
         let ring = if options.events {
             options.ring_capacity
         } else {
@@ -106,8 +116,20 @@ impl Region {
             published,
             problem: None,
             forked_image: false,
+            service: String::new(),
+            worker: None,
         };
-        region.init_header(options);
+        let service = service_name(options);
+        // Held until the segment is published (see `crate::workers`).
+        let claim = region
+            .published
+            .as_ref()
+            .and_then(|p| p.path.parent())
+            .map(|dir| Claim::take(dir, &service));
+        let worker = claim.as_ref().and_then(|c| c.number);
+        region.init_header(options, &service, worker, forked);
+        region.service = String::from_utf8_lossy(&service).into_owned();
+        region.worker = worker;
         if let (Some(Published { path, .. }), Some(tmp)) = (&region.published, tmp) {
             if let Err(e) = fs::rename(&tmp, path) {
                 let _ = fs::remove_file(&tmp);
@@ -118,6 +140,7 @@ impl Region {
                 region.published = None;
             }
         }
+        drop(claim);
         region.problem = problem;
         region
     }
@@ -146,24 +169,12 @@ impl Region {
         self.seg.counters(slot)
     }
 
-    fn init_header(&self, options: &ShmOptions) {
+    fn init_header(&self, options: &ShmOptions, service: &[u8], worker: Option<u64>, forked: bool) {
         let pid = sys::pid();
         let mut cmdline = proc::cmdline(pid).into_bytes();
         classes::cut_utf8(&mut cmdline, header::CMDLINE_MAX as usize);
         let now_ns = sys::monotonic_ns();
         tracker_core::age::start(now_ns);
-        let mut service = options
-            .service
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or_else(|| {
-                std::env::var(SERVICE_ENV)
-                    .ok()
-                    .filter(|s| !s.trim().is_empty())
-            })
-            .unwrap_or_else(|| proc::default_service(&proc::own_args()))
-            .into_bytes();
-        classes::cut_utf8(&mut service, header::SERVICE_MAX as usize);
         let identity = crate::header::Identity {
             pid,
             start_time: proc::stat(pid).map_or(0, |s| s.start_time),
@@ -173,9 +184,13 @@ impl Region {
             boot_id: proc::boot_id(),
             history_period_ms: options.history_period.as_millis() as u64,
             events: self.events,
-            service: &service,
-            worker: crate::layout::NO_WORKER,
-            role: crate::layout::ROLE_STANDALONE,
+            service,
+            worker: worker.unwrap_or(crate::layout::NO_WORKER),
+            role: if forked {
+                crate::layout::ROLE_WORKER
+            } else {
+                crate::layout::ROLE_STANDALONE
+            },
             parent_pid: sys::parent_pid(),
             age_epoch_ms: tracker_core::age::epoch_ms(),
             age_origin_ns: tracker_core::age::origin_mono_ns(),
@@ -265,6 +280,8 @@ impl Region {
             published: None,
             problem: None,
             forked_image: true,
+            service: self.service.clone(),
+            worker: None,
         };
         image.copy_from(self);
         Some(image)
@@ -293,6 +310,24 @@ impl Region {
             }
         }
     }
+}
+
+/// The service name: the option, else [`SERVICE_ENV`], else one derived
+/// from the program, cut to what the header holds.
+fn service_name(options: &ShmOptions) -> Vec<u8> {
+    let mut service = options
+        .service
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::env::var(SERVICE_ENV)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or_else(|| proc::default_service(&proc::own_args()))
+        .into_bytes();
+    classes::cut_utf8(&mut service, header::SERVICE_MAX as usize);
+    service
 }
 
 /// A segment file built under its temporary name, not yet renamed.

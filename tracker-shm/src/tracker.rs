@@ -78,7 +78,7 @@ impl ShmTracker {
             .history_period
             .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let generation = sys::watch_forks();
-        let region = Region::create(&options, generation);
+        let region = Region::create(&options, generation, false);
         let inner = Arc::new(Inner {
             options,
             region: LeakyCell::new(region),
@@ -207,6 +207,17 @@ impl ShmTracker {
         }
     }
 
+    /// The service this process belongs to, as its segment says.
+    pub fn service(&self) -> String {
+        self.inner.region.get().service.clone()
+    }
+
+    /// This process's worker number in its service (`None`: none could be
+    /// had, or the segment is not published).
+    pub fn worker(&self) -> Option<u64> {
+        self.inner.region.get().worker
+    }
+
     /// One creation in this many records its site (0: sites are off).
     pub fn site_every(&self) -> u64 {
         if self.inner.region.get().geo().site_capacity == 0 {
@@ -315,7 +326,7 @@ impl ShmTracker {
                 std::mem::forget(parent.thread);
             }
         }
-        let region = Region::create(&self.inner.options, generation);
+        let region = Region::create(&self.inner.options, generation, true);
         region.copy_from(old);
         let problem = region.problem.clone();
         self.inner.region.replace(region);

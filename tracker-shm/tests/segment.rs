@@ -10,7 +10,7 @@ use std::time::Duration;
 use tracker_core::{ClassId, EventKind, Tracker};
 use tracker_shm::{
     find_by_pid_in, layout, list_segments_in, writer_state, EventCursor, ReadError, Segment,
-    ShmOptions, ShmTracker, WriterState,
+    SegmentName, ShmOptions, ShmTracker, WriterState,
 };
 
 /// A private directory per test, removed at the end.
@@ -587,4 +587,38 @@ fn history_before_the_ring_is_full_keeps_every_sample() {
     let h = segment.history();
     assert_eq!(h.times_ns.len(), 3);
     assert_eq!(h.total_live, vec![1, 1, 1]);
+}
+
+#[test]
+fn writers_of_a_service_take_the_lowest_free_worker_number() {
+    let dir = TestDir::new("workers");
+    let of = |service: &str| ShmOptions {
+        service: Some(service.into()),
+        ..dir.options()
+    };
+    let worker = |t: &ShmTracker| Segment::open(&t.path().unwrap()).unwrap().header().worker;
+    let a = ShmTracker::new(of("web"));
+    let b = ShmTracker::new(of("web"));
+    let other = ShmTracker::new(of("jobs"));
+    assert_eq!((worker(&a), worker(&b), worker(&other)), (0, 1, 0));
+    // A writer that goes frees its number for the next one.
+    a.close();
+    let c = ShmTracker::new(of("web"));
+    assert_eq!(worker(&c), 0);
+    let d = ShmTracker::new(of("web"));
+    assert_eq!(worker(&d), 2);
+    // A segment left behind by a writer that is gone holds no number: a
+    // copy of b's file, not locked by anyone, says worker 1.
+    let b_path = b.path().unwrap();
+    let mut name = SegmentName::parse(b_path.file_name().unwrap().to_str().unwrap()).unwrap();
+    name.seq += 100;
+    let copy = dir.path().join(name.to_string());
+    fs::copy(&b_path, &copy).unwrap();
+    b.close();
+    let e = ShmTracker::new(of("web"));
+    assert_eq!(worker(&e), 1);
+    assert_eq!(
+        Segment::open(&e.path().unwrap()).unwrap().header().service,
+        "web"
+    );
 }

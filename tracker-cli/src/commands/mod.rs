@@ -8,4 +8,5 @@ pub mod dump;
 pub mod last;
 pub mod man;
 pub mod ps;
+pub mod serve;
 pub mod sites;

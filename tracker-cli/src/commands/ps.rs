@@ -7,7 +7,7 @@ use tracker_shm::{list_segments, user_name, writer_state};
 
 use crate::cli::{PsArgs, PsFormat};
 use crate::error::CliResult;
-use crate::format::{one_line, uptime};
+use crate::format::{one_line, short_program, uptime};
 use crate::output::{write_json, write_table};
 use tracker_core::escape_control;
 
@@ -26,6 +26,13 @@ pub struct PsRow {
     pub untrusted: Option<String>,
     /// Writer command line.
     pub program: String,
+    /// The service it belongs to.
+    pub service: Option<String>,
+    /// Its worker number in the service, if it has one.
+    pub worker: Option<u64>,
+    /// Its label in the service's views (`master`, the worker number, or
+    /// `pid-<pid>`; live processes only).
+    pub worker_label: Option<String>,
     /// Seconds since the segment was created.
     pub uptime_seconds: Option<u64>,
     /// Live objects.
@@ -54,8 +61,14 @@ pub struct PsDocument<'a> {
 /// Collects the rows.
 pub fn rows() -> Vec<PsRow> {
     let now = tracker_core::now_unix_ms();
-    list_segments()
-        .into_iter()
+    let entries = list_segments();
+    let labels: std::collections::HashMap<(u32, u64), String> =
+        crate::service::members_of(&entries, None)
+            .into_iter()
+            .map(|m| ((m.pid, m.created_unix_ms), m.label))
+            .collect();
+    let mut rows: Vec<PsRow> = entries
+        .iter()
         .map(|entry| match &entry.segment {
             Ok(seg) => {
                 let h = seg.header();
@@ -65,6 +78,9 @@ pub fn rows() -> Vec<PsRow> {
                     owner: entry.owner.and_then(user_name),
                     untrusted: entry.provenance().err(),
                     pid: h.pid,
+                    worker_label: labels.get(&(h.pid, h.created_unix_ms)).cloned(),
+                    worker: (h.worker != tracker_shm::layout::NO_WORKER).then_some(h.worker),
+                    service: Some(h.service),
                     program: h.program,
                     uptime_seconds: Some(now.saturating_sub(h.created_unix_ms) / 1000),
                     live: Some(snap.total_live()),
@@ -82,6 +98,9 @@ pub fn rows() -> Vec<PsRow> {
                 untrusted: None,
                 pid: entry.pid,
                 program: String::new(),
+                service: None,
+                worker: None,
+                worker_label: None,
                 uptime_seconds: None,
                 live: None,
                 classes: None,
@@ -89,7 +108,18 @@ pub fn rows() -> Vec<PsRow> {
                 segment: entry.path.display().to_string(),
             },
         })
-        .collect()
+        .collect();
+    // Grouped by service; within one, master first, then workers by number.
+    rows.sort_by_key(|r| {
+        let label = r.worker_label.clone().or(r.worker.map(|w| w.to_string()));
+        let rank = match label.as_deref() {
+            Some("master") => (0, 0),
+            Some(l) => (1, l.parse::<u64>().unwrap_or(u64::MAX)),
+            None => (2, 0),
+        };
+        (r.service.is_none(), r.service.clone(), rank, r.pid)
+    });
+    rows
 }
 
 /// Runs `ps`.
@@ -112,13 +142,19 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                 return Ok(0);
             }
             let mut table = vec![[
-                "PID", "OWNER", "PROGRAM", "UPTIME", "LIVE", "CLASSES", "STATE", "SEGMENT",
+                "PID", "OWNER", "SERVICE", "WORKER", "UPTIME", "LIVE", "CLASSES", "STATE",
+                "PROGRAM",
             ]
             .map(String::from)
             .to_vec()];
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             for r in &rows {
-                let program = one_line(&r.program, 40);
+                let program = short_program(&r.program, 28);
+                let worker = r
+                    .worker_label
+                    .clone()
+                    .or(r.worker.map(|w| w.to_string()))
+                    .unwrap_or_else(|| "-".into());
                 let owner = match (&r.owner, r.owner_uid) {
                     (Some(name), _) => name.clone(),
                     (None, Some(uid)) => uid.to_string(),
@@ -132,15 +168,16 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                 table.push(vec![
                     r.pid.to_string(),
                     owner,
-                    program,
+                    opt(r.service.as_deref().map(|s| one_line(s, 16))),
+                    worker,
                     opt(r.uptime_seconds.map(uptime)),
                     opt(r.live.map(|v| v.to_string())),
                     opt(r.classes.map(|v| v.to_string())),
                     state,
-                    r.segment.clone(),
+                    program,
                 ]);
             }
-            write_table(out, &table, &[0, 3, 4, 5])?;
+            write_table(out, &table, &[0, 4, 5, 6])?;
             for r in &rows {
                 if let Some(why) = &r.untrusted {
                     writeln!(

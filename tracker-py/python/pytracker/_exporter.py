@@ -71,6 +71,10 @@ def start_exporter(
             service=service,
             site_every=site_every,
         )
+        # Processes started from this one (multiprocessing's spawn and
+        # forkserver children, a prefork server's re-executed workers)
+        # belong to the same service when they export.
+        os.environ.setdefault("PYTRACKER_SERVICE", _exporter.service)
     _native.set_global_tracker(_exporter)
     if previous is not _exporter:
         _adopt(_exporter, previous)

@@ -110,6 +110,12 @@ class ShmTracker(NativeTracker):
     def path(self) -> Path | None:
         """The segment's path, if one was published."""
     @property
+    def service(self) -> str:
+        """The service this process belongs to."""
+    @property
+    def worker(self) -> int | None:
+        """This process's worker number in its service, or None."""
+    @property
     def problem(self) -> str | None:
         """Why the segment is not published (or was damaged); None when all
         is well."""
