@@ -18,18 +18,19 @@ help: ## list the targets
 $(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18" "ruff>=0.8,<1"
+	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18" "ruff>=0.8,<1" \
+	  "prometheus-client>=0.20"
 	touch $@
 
 .PHONY: venv
 venv: $(VENV)/.ready ## create the virtualenv with maturin, pytest and mypy
 
 .PHONY: system-deps
-system-deps: ## install Debian packages the tests use (tmux)
-	@command -v tmux >/dev/null 2>&1 || { \
-	  echo "installing tmux"; \
+system-deps: ## install Debian packages the tests use (tmux; prometheus, for promtool and a real server)
+	@command -v tmux >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing tmux and prometheus"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tmux >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends tmux prometheus >/dev/null; }
 
 .PHONY: toolchain
 toolchain: ## make the Rust toolchain pinned in rust-toolchain.toml available
@@ -60,6 +61,9 @@ test: build system-deps ## build, then run every test (cargo and pytest)
 	# silently: a forged value must never get that far).
 	cargo test --workspace --exclude tracker-py
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/python -q -p no:cacheprovider
+	# Whole services against real servers (Prometheus), on one interpreter:
+	# what they check is the tools', not the interpreter's.
+	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/fleet -q -p no:cacheprovider
 
 .PHONY: lint
 lint: toolchain venv ## cargo fmt --check, clippy with warnings denied, ruff on the Python code
