@@ -19,7 +19,7 @@ $(VENV)/.ready: tracker-py/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.9.4,<2" "pytest>=8" "mypy>=1.18" "ruff>=0.8,<1" \
-	  "prometheus-client>=0.20"
+	  "prometheus-client>=0.20" "gunicorn>=22"
 	touch $@
 
 .PHONY: venv
