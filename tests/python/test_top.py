@@ -169,7 +169,9 @@ def test_target_exit_is_shown_and_ctrl_c_quits(tmux, shm_dir, proc):
 def test_sigterm_restores_terminal(tmux, shm_dir, proc):
     start_top(tmux, shm_dir, "--pid %d" % proc.pid)
     tmux.wait_for(lambda s: "__main__.Order" in s)
-    pids = subprocess.run(["pgrep", "-f", "pytracker-top --pid %d" % proc.pid], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(
+        ["pgrep", "-f", "pytracker-top --pid %d" % proc.pid], capture_output=True, text=True
+    ).stdout.split()
     assert pids
     for p in pids:
         os.kill(int(p), signal.SIGTERM)
@@ -244,3 +246,24 @@ def test_follows_terminal_resizes(tmux, shm_dir, proc):
     assert len(screen.splitlines()) == 20
     tmux.key("q")
     tmux.wait_for(lambda s: "CREATED/S" not in s)
+
+
+def test_a_service_is_shown_summed_with_each_process_share(tmux, shm_dir, tmp_path):
+    from test_service import start_pool, stop
+
+    p = start_pool(tmp_path, "fork", "export")
+    try:
+        assert p.stdout.readline()
+        start_top(tmux, shm_dir, "--service pool-fork --interval 200ms")
+        screen = tmux.wait_for(lambda s: ("__main__.Job", 60) in rows(s))
+        assert "service pool-fork: 4 processes (master, 1, 2, 3)" in screen, screen
+        tmux.key("Enter")
+        screen = tmux.wait_for(lambda s: "workers (min 0, max 30)" in s)
+        assert "master 0 · 1 10 · 2 20 · 3 30" in screen, screen
+        tmux.key("Escape")
+        tmux.key("Escape")
+        tmux.wait_for(lambda s: "CREATED/S" not in s)
+    finally:
+        stop(p)
+    start_top(tmux, shm_dir, "--service no-such-service; echo rc=$?")
+    tmux.wait_for(lambda s: "no live process of service no-such-service" in s and "rc=2" in s)

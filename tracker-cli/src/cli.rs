@@ -391,6 +391,10 @@ pub struct TopCli {
     /// Path of a segment file.
     #[arg(long, conflicts_with = "pid")]
     pub path: Option<PathBuf>,
+    /// Show a whole service: each class summed over its live processes,
+    /// with each process's share in the detail pane.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "path"])]
+    pub service: Option<String>,
     /// Refresh interval (e.g. 1s, 500ms; at least 100ms).
     #[arg(long, value_parser = refresh_interval, default_value = "1s")]
     pub interval: Duration,

@@ -15,13 +15,15 @@ pub fn open_segment(target: &TargetArgs) -> CliResult<Segment> {
     })?;
     let segment = match target.open() {
         Ok(segment) => segment,
-        Err(tracker_shm::ReadError::NotTracked { pid }) => return Err(match workers_of(pid) {
-            Some((service, pids)) => CliError::Usage(format!(
+        Err(tracker_shm::ReadError::NotTracked { pid }) => {
+            return Err(match workers_of(pid) {
+                Some((service, pids)) => CliError::Usage(format!(
                 "process {pid} does not export a segment, but its workers do (service {service}, \
                      pids {pids}): read them together with --service {service}"
             )),
-            None => tracker_shm::ReadError::NotTracked { pid }.into(),
-        }),
+                None => tracker_shm::ReadError::NotTracked { pid }.into(),
+            })
+        }
         Err(e) => return Err(e.into()),
     };
     if let Target::Pid(pid) = &target {

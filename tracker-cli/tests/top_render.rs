@@ -74,6 +74,7 @@ fn sample(
         sites: vec![],
         events: vec![],
         lost: 0,
+        workers: None,
     }
 }
 
@@ -447,6 +448,37 @@ fn detail_pane_shows_history_and_events() {
     assert!(!render(&app, 120, 30)
         .join("\n")
         .contains("live objects, every"));
+}
+
+#[test]
+fn a_service_detail_pane_shows_each_process_share() {
+    use tracker_cli::top::sample::WorkerLive;
+    let mut app = App::new(Duration::from_secs(1));
+    let mut s = sample(
+        100,
+        &[(0, class("svc.Leak", 60, 60))],
+        &[(0, vec![20, 40, 60])],
+        WriterState::Alive,
+    );
+    let worker = |label: &str, n: u64| WorkerLive {
+        label: label.into(),
+        live: [("svc.Leak".to_string(), n)].into_iter().collect(),
+    };
+    s.workers = Some(vec![
+        WorkerLive {
+            label: "master".into(),
+            live: Default::default(),
+        },
+        worker("1", 10),
+        worker("2", 50),
+    ]);
+    app.ingest(s);
+    app.apply(Command::Open);
+    let text = render(&app, 120, 40).join("\n");
+    assert!(
+        text.contains("workers (min 0, max 50): master 0 · 1 10 · 2 50"),
+        "{text}"
+    );
 }
 
 #[test]

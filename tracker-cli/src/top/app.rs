@@ -190,6 +190,9 @@ pub struct App {
     tier_times: [Vec<u64>; 3],
     /// Sampled creation sites of the last sample.
     sites: Vec<tracker_shm::Site>,
+    /// For a service: each process's label and live count per class (by
+    /// shown name), in the service's order.
+    workers: Option<Vec<(String, HashMap<String, u64>)>>,
 }
 
 impl App {
@@ -221,7 +224,20 @@ impl App {
             coarse: Default::default(),
             tier_times: Default::default(),
             sites: Vec::new(),
+            workers: None,
         }
+    }
+
+    /// For a service view: each process's label and its live count of
+    /// `row`'s class.
+    pub fn spread_of(&self, row: &Row) -> Option<Vec<(&str, u64)>> {
+        let workers = self.workers.as_ref()?;
+        Some(
+            workers
+                .iter()
+                .map(|(label, live)| (label.as_str(), live.get(&row.name).copied().unwrap_or(0)))
+                .collect(),
+        )
     }
 
     /// The sites of `row`'s class with sampled objects alive, the most
@@ -335,6 +351,18 @@ impl App {
             .collect();
         self.coarse = std::mem::take(&mut s.coarse);
         self.sites = std::mem::take(&mut s.sites);
+        self.workers = s.workers.take().map(|ws| {
+            ws.into_iter()
+                .map(|w| {
+                    let live = w
+                        .live
+                        .into_iter()
+                        .map(|(name, n)| (tracker_core::escape_control(&name).into_owned(), n))
+                        .collect();
+                    (w.label, live)
+                })
+                .collect()
+        });
         self.tier_times = [
             std::mem::take(&mut s.history.times_ns),
             std::mem::take(&mut self.coarse[0].times_ns),

@@ -36,10 +36,31 @@ pub fn run(cli: &TopCli) -> CliResult<i32> {
         ));
     }
     // Attach before touching the terminal, so errors print normally.
-    let segment = match tracker_shm::Target::from_options(cli.pid, cli.path.as_deref()) {
-        Some(target) => Some(target.open()?),
-        // None when several processes are tracked: pick one in the TUI.
-        None => only_live_segment()?,
+    let mut service = None;
+    let segment = if let Some(name) = &cli.service {
+        let mut reader = sample::ServiceReader::new(name);
+        if reader.read().is_none() {
+            let known: Vec<String> = crate::service::services(&crate::service::members(None))
+                .into_iter()
+                .map(|(s, n)| format!("{s} ({n})"))
+                .collect();
+            return Err(CliError::Usage(format!(
+                "no live process of service {name}{}",
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!("; services with live processes: {}", known.join(", "))
+                }
+            )));
+        }
+        service = Some(reader);
+        None
+    } else {
+        match tracker_shm::Target::from_options(cli.pid, cli.path.as_deref()) {
+            Some(target) => Some(target.open()?),
+            // None when several processes are tracked: pick one in the TUI.
+            None => only_live_segment()?,
+        }
     };
     let terminate = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
@@ -64,7 +85,7 @@ pub fn run(cli: &TopCli) -> CliResult<i32> {
     // installs a panic hook that restores the terminal before the message.
     let mut terminal = ratatui::try_init()
         .map_err(|e| CliError::Terminal(format!("cannot set up the terminal: {e}")))?;
-    let result = event_loop(&mut terminal, segment, cli.interval, &terminate);
+    let result = event_loop(&mut terminal, segment, service, cli.interval, &terminate);
     ratatui::try_restore()
         .map_err(|e| CliError::Terminal(format!("cannot restore the terminal: {e}")))?;
     result
@@ -103,10 +124,12 @@ fn picker_entries() -> Vec<(u32, String, std::path::PathBuf)> {
 fn event_loop(
     terminal: &mut DefaultTerminal,
     mut segment: Option<Segment>,
+    mut service: Option<sample::ServiceReader>,
     interval: Duration,
     terminate: &AtomicBool,
 ) -> CliResult<i32> {
-    let mut picker = segment.is_none().then(|| Picker::new(picker_entries()));
+    let mut picker =
+        (segment.is_none() && service.is_none()).then(|| Picker::new(picker_entries()));
     let mut app = App::new(interval);
     let mut reader = segment.as_ref().map(sample::Reader::new);
     let mut next_refresh = Instant::now();
@@ -116,6 +139,18 @@ fn event_loop(
     loop {
         if terminate.load(Ordering::Relaxed) {
             return Ok(0);
+        }
+        if let Some(r) = &mut service {
+            if Instant::now() >= next_refresh {
+                if !app.paused() {
+                    // A service whose processes are all gone keeps its
+                    // last view until one comes back.
+                    if let Some(s) = r.read() {
+                        app.ingest(s);
+                    }
+                }
+                next_refresh = Instant::now() + interval;
+            }
         }
         if let (Some(seg), Some(r)) = (&segment, &mut reader) {
             if Instant::now() >= next_refresh {

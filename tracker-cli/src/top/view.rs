@@ -283,8 +283,9 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, 
     let inner = block.inner(area);
     f.render_widget(block, area);
     let sites = app.sites_of(row, 3);
+    let spread = app.spread_of(row);
     let [stats, site_lines, chart, events] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(if spread.is_some() { 4 } else { 3 }),
         Constraint::Length(sites.len() as u16),
         Constraint::Length(8),
         Constraint::Min(1),
@@ -319,22 +320,27 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, 
         _ => String::new(),
     };
     f.render_widget(
-        Paragraph::new(vec![
-            Line::from(format!(
-                "live {} ({} since attach)  created {} ({}/s)  destroyed {} ({}/s)",
-                row.live,
-                signed(row.change),
-                row.created,
-                rate(row.created_rate),
-                row.destroyed,
-                rate(row.destroyed_rate)
-            )),
-            Line::from(format!(
-                "serials {}..{}{peak}{oldest}",
-                row.first_serial, row.last_serial
-            )),
-            Line::from(age_histogram(row)),
-        ]),
+        Paragraph::new(
+            vec![
+                Line::from(format!(
+                    "live {} ({} since attach)  created {} ({}/s)  destroyed {} ({}/s)",
+                    row.live,
+                    signed(row.change),
+                    row.created,
+                    rate(row.created_rate),
+                    row.destroyed,
+                    rate(row.destroyed_rate)
+                )),
+                Line::from(format!(
+                    "serials {}..{}{peak}{oldest}",
+                    row.first_serial, row.last_serial
+                )),
+                Line::from(age_histogram(row)),
+            ]
+            .into_iter()
+            .chain(spread.map(|sp| Line::from(spread_line(&sp))))
+            .collect::<Vec<_>>(),
+        ),
         stats,
     );
     draw_chart(f, app, row, style, chart);
@@ -359,6 +365,18 @@ fn draw_detail(f: &mut Frame<'_>, app: &App, style: &Palette, now_unix_ms: u64, 
         List::new(items).block(Block::bordered().title(title)),
         events,
     );
+}
+
+/// A class's live count per process of a service:
+/// `workers (min 0, max 30): master 0 · 1 10 · 2 20 · 3 30`.
+fn spread_line(spread: &[(&str, u64)]) -> String {
+    let min = spread.iter().map(|(_, n)| *n).min().unwrap_or(0);
+    let max = spread.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let parts: Vec<String> = spread
+        .iter()
+        .map(|(label, n)| format!("{} {n}", tracker_core::escape_control(label)))
+        .collect();
+    format!("workers (min {min}, max {max}): {}", parts.join(" · "))
 }
 
 /// A file path's last two components.
