@@ -132,6 +132,8 @@ bench: build system-deps ## benchmarks on the default, Debian 3.11 and Debian 3.
 	tests/matrix/chroot.sh run sid -- .matrix/$(BENCH_CHROOT)/venv/bin/python bench/instructions.py
 	@echo
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/readers.py
+	@echo
+	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) bench/serve.py
 
 # What a change costs per object: BASE (a revision) built for Debian's 3.11
 # in a worktree, against the working tree's build, in alternating processes
