@@ -237,7 +237,10 @@ pub struct PruneReport {
 }
 
 /// Removes this user's segments in `dir` whose writers are gone, except the
-/// `keep` most recently created. Errors are ignored: pruning is
+/// `keep` most recently created and the most recent of each service (for
+/// at most [`PRUNE_SERVICES_KEPT`] services), so a busy service recycling
+/// its workers cannot push another service's last inventory out: at most
+/// `keep + PRUNE_SERVICES_KEPT` remain. Errors are ignored: pruning is
 /// housekeeping.
 ///
 /// The work is bounded whatever the directory holds (it is writable by
@@ -253,7 +256,7 @@ pub fn prune_exited(dir: &Path, keep: usize) -> PruneReport {
     let Ok(entries) = fs::read_dir(dir) else {
         return report;
     };
-    let mut gone: Vec<(u64, PathBuf)> = Vec::new();
+    let mut gone: Vec<(u64, PathBuf, String)> = Vec::new();
     for entry in entries.flatten().take(PRUNE_MAX_ENTRIES) {
         report.entries += 1;
         if report.opened == PRUNE_MAX_OPENED {
@@ -275,17 +278,30 @@ pub fn prune_exited(dir: &Path, keep: usize) -> PruneReport {
             continue;
         };
         if writer_state(&seg).is_gone() {
-            gone.push((seg.header().created_unix_ms, entry.path()));
+            let h = seg.header();
+            gone.push((h.created_unix_ms, entry.path(), h.service));
         }
     }
     gone.sort_by(|a, b| b.cmp(a)); // newest first
+    let mut services_kept = std::collections::HashSet::new();
     report.removed = gone
         .into_iter()
-        .skip(keep)
-        .filter(|(_, path)| fs::remove_file(path).is_ok())
+        .enumerate()
+        .filter(|(i, (_, _, service))| {
+            // The newest of each service stays for a post-mortem, for a
+            // bounded number of services; the others past `keep` go.
+            let newest_of_service =
+                services_kept.len() < PRUNE_SERVICES_KEPT && services_kept.insert(service.clone());
+            *i >= keep && !newest_of_service
+        })
+        .filter(|(_, (_, path, _))| fs::remove_file(path).is_ok())
         .count();
     report
 }
+
+/// Services whose newest exited segment [`prune_exited`] keeps beyond its
+/// `keep` newest overall.
+pub const PRUNE_SERVICES_KEPT: usize = 32;
 
 /// The segment of process `pid`: its live one, the newest if it has
 /// several.

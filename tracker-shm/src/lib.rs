@@ -62,7 +62,7 @@ mod sys;
 pub use discovery::{
     find_by_pid, find_by_pid_in, list_segments, list_segments_in, provenance, prune_exited,
     writer_state, PruneReport, SegmentEntry, Target, WriterState, PRUNE_MAX_ENTRIES,
-    PRUNE_MAX_OPENED,
+    PRUNE_MAX_OPENED, PRUNE_SERVICES_KEPT,
 };
 pub use error::{ReadError, WriteError};
 pub use header::HeaderInfo;

@@ -622,3 +622,35 @@ fn writers_of_a_service_take_the_lowest_free_worker_number() {
         "web"
     );
 }
+
+#[test]
+fn pruning_keeps_the_newest_exited_segment_of_every_service() {
+    let dir = TestDir::new("prune-services");
+    // Segments left by writers that are gone: copies of closed writers'
+    // files (nobody holds their lock), one of a quiet service first, then
+    // ten of a busy one.
+    let leave = |service: &str| {
+        let t = ShmTracker::new(ShmOptions {
+            service: Some(service.into()),
+            // Writers prune as they start: not here.
+            keep_exited: 100,
+            ..dir.options()
+        });
+        let path = t.path().unwrap();
+        let mut name = SegmentName::parse(path.file_name().unwrap().to_str().unwrap()).unwrap();
+        name.seq += 1000;
+        let copy = dir.path().join(name.to_string());
+        fs::copy(&path, &copy).unwrap();
+        t.close();
+        thread::sleep(Duration::from_millis(3));
+        copy
+    };
+    let quiet = leave("quiet");
+    let busy: Vec<PathBuf> = (0..10).map(|_| leave("busy")).collect();
+    let report = tracker_shm::prune_exited(dir.path(), 3);
+    assert_eq!(report.removed, 7, "{report:?}");
+    assert!(quiet.exists(), "the quiet service's last inventory stays");
+    for (i, path) in busy.iter().enumerate() {
+        assert_eq!(path.exists(), i >= 7, "busy segment {i}");
+    }
+}
