@@ -69,10 +69,34 @@ pub fn writer_state(segment: &Segment) -> WriterState {
             // Where /proc/locks cannot be read, the lock alone decides.
             None => WriterState::Alive,
             Some(holders) if holders.contains(&header.pid) => WriterState::Alive,
+            // Held by a process this reader cannot see (the writer runs in
+            // a pid namespace that is not this one's descendant, as beside
+            // a sidecar): the lock alone decides.
+            Some(holders) if holders.is_empty() => WriterState::Alive,
+            // A writer in a container: the header has its pid there, the
+            // lock list the pid seen from here.
+            Some(holders)
+                if holders
+                    .iter()
+                    .any(|&h| proc::innermost_pid(h) == Some(header.pid)) =>
+            {
+                WriterState::Alive
+            }
             Some(_) => WriterState::ForeignLock,
         };
     }
     state_without_lock(&header)
+}
+
+/// The pid of a live segment's writer as seen from this reader, when it
+/// differs from the pid in its header (the writer runs in a container's
+/// pid namespace below this one): the holder of its lock whose pid in its
+/// own namespace is the header's.
+pub fn host_pid(segment: &Segment) -> Option<u32> {
+    let pid = segment.header().pid;
+    lock_holders(segment)?
+        .into_iter()
+        .find(|&h| h != pid && proc::innermost_pid(h) == Some(pid))
 }
 
 fn lock_holders(segment: &Segment) -> Option<Vec<u32>> {

@@ -60,8 +60,8 @@ mod proc;
 mod sys;
 
 pub use discovery::{
-    find_by_pid, find_by_pid_in, list_segments, list_segments_in, provenance, prune_exited,
-    writer_state, PruneReport, SegmentEntry, Target, WriterState, PRUNE_MAX_ENTRIES,
+    find_by_pid, find_by_pid_in, host_pid, list_segments, list_segments_in, provenance,
+    prune_exited, writer_state, PruneReport, SegmentEntry, Target, WriterState, PRUNE_MAX_ENTRIES,
     PRUNE_MAX_OPENED, PRUNE_SERVICES_KEPT,
 };
 pub use error::{ReadError, WriteError};

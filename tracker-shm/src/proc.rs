@@ -140,6 +140,18 @@ pub(crate) fn parse_uids(status: &str) -> Option<[u32; 4]> {
     Some([ids.next()??, ids.next()??, ids.next()??, ids.next()??])
 }
 
+/// The pid of process `pid` in the pid namespace it was created in (the
+/// last `NSpid` of `/proc/<pid>/status`): its pid as seen inside a
+/// container. `None` if it cannot be read.
+pub(crate) fn innermost_pid(pid: u32) -> Option<u32> {
+    parse_innermost_pid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+pub(crate) fn parse_innermost_pid(status: &str) -> Option<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// The pids holding a `flock` on the file with this device and inode,
 /// from `/proc/locks` (waiters, marked `->`, are not holders). `None` when
 /// `/proc/locks` cannot be read.
@@ -225,6 +237,14 @@ mod tests {
         assert_eq!(parse_uids("Uid:\t1\t2\n"), None);
         let me = uids(std::process::id()).unwrap();
         assert_eq!(me[1], crate::sys::uid());
+    }
+
+    #[test]
+    fn the_innermost_pid_is_the_last_nspid() {
+        assert_eq!(parse_innermost_pid("Name:\tx\nNSpid:\t4242\t7\n"), Some(7));
+        assert_eq!(parse_innermost_pid("NSpid:\t4242\n"), Some(4242));
+        assert_eq!(parse_innermost_pid("Name:\tx\n"), None);
+        assert_eq!(innermost_pid(std::process::id()), Some(std::process::id()));
     }
 
     #[test]

@@ -14,8 +14,13 @@ use tracker_core::escape_control;
 /// One row of `ps`.
 #[derive(Debug, Serialize)]
 pub struct PsRow {
-    /// Writer pid.
+    /// Writer pid (in its own pid namespace: a container's pid for a
+    /// process in a container).
     pub pid: u32,
+    /// The writer's pid as seen from here, when it differs from `pid` (it
+    /// runs in a container's pid namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<u32>,
     /// The uid owning the segment file.
     pub owner_uid: Option<u32>,
     /// Its login name, if it has one.
@@ -78,6 +83,7 @@ pub fn rows() -> Vec<PsRow> {
                     owner: entry.owner.and_then(user_name),
                     untrusted: entry.provenance().err(),
                     pid: h.pid,
+                    host_pid: tracker_shm::host_pid(seg),
                     worker_label: labels.get(&(h.pid, h.created_unix_ms)).cloned(),
                     worker: (h.worker != tracker_shm::layout::NO_WORKER).then_some(h.worker),
                     service: Some(h.service),
@@ -97,6 +103,7 @@ pub fn rows() -> Vec<PsRow> {
                 owner: entry.owner.and_then(user_name),
                 untrusted: None,
                 pid: entry.pid,
+                host_pid: None,
                 program: String::new(),
                 service: None,
                 worker: None,
@@ -166,7 +173,8 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                     r.state.clone()
                 };
                 table.push(vec![
-                    r.pid.to_string(),
+                    r.host_pid
+                        .map_or_else(|| r.pid.to_string(), |h| format!("{h}*")),
                     owner,
                     opt(r.service.as_deref().map(|s| one_line(s, 16))),
                     worker,
@@ -178,6 +186,15 @@ pub fn run(args: &PsArgs, out: &mut dyn Write) -> CliResult<i32> {
                 ]);
             }
             write_table(out, &table, &[0, 4, 5, 6])?;
+            for r in &rows {
+                if let Some(host) = r.host_pid {
+                    writeln!(
+                        out,
+                        "* pid {host} runs in another pid namespace (a container), where it is pid {}",
+                        r.pid
+                    )?;
+                }
+            }
             for r in &rows {
                 if let Some(why) = &r.untrusted {
                     writeln!(
