@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use tracker_core::age::BUCKET_BOUNDS_S;
 use tracker_core::{escape_control, ClassSnapshot};
 
 use crate::error::CliResult;
@@ -47,6 +46,11 @@ impl Dialect {
         }
     }
 }
+
+/// The ages `pytracker_objects_live_older_than` reports, in seconds: a
+/// minute, an hour and a day (every bucket boundary would make ten series
+/// per class; the JSON and CSV exports carry them all).
+pub const OLDER_THAN_S: [u64; 3] = [60, 3600, 86_400];
 
 /// Longest class label value, in characters (a cut one included).
 pub const MAX_CLASS_LABEL: usize = 128;
@@ -133,10 +137,8 @@ fn labelled(classes: &[ClassSnapshot], keep: Option<&[String]>) -> BTreeMap<Stri
             row.peak = Some(row.peak.unwrap_or(0).saturating_add(p));
         }
         if let Some(a) = &c.ages {
-            let older = row
-                .older
-                .get_or_insert_with(|| vec![0; BUCKET_BOUNDS_S.len()]);
-            for (i, b) in BUCKET_BOUNDS_S.iter().enumerate() {
+            let older = row.older.get_or_insert_with(|| vec![0; OLDER_THAN_S.len()]);
+            for (i, b) in OLDER_THAN_S.iter().enumerate() {
                 older[i] = older[i].saturating_add(a.older_than_ms(b * 1000));
             }
         }
@@ -207,6 +209,17 @@ pub fn write(
         }
         l
     };
+    // Each series' labels, escaped once for all its families.
+    let labelled_rows: Vec<Vec<(String, &Row)>> = sources
+        .iter()
+        .zip(&per_source)
+        .map(|(s, rows)| {
+            let labels = base(s);
+            rows.iter()
+                .map(|(class, row)| (format!("{labels},class=\"{}\"", escape(class)), row))
+                .collect()
+        })
+        .collect();
     let families: [(&str, &str, &str, Value); 4] = [
         (
             "pytracker_objects_live",
@@ -241,15 +254,13 @@ pub fn write(
             name.to_string()
         };
         header(out, dialect, &family, kind, help)?;
-        for (s, rows) in sources.iter().zip(&per_source) {
-            let labels = base(s);
-            for (class, row) in rows {
+        for (s, rows) in sources.iter().zip(&labelled_rows) {
+            let created = s.created_unix_ms as f64 / 1000.0;
+            for (l, row) in rows {
                 let Some(v) = value(row) else { continue };
-                let l = format!("{labels},class=\"{}\"", escape(class));
                 if counter {
                     writeln!(out, "{name}_total{{{l}}} {v}")?;
                     if dialect == Dialect::OpenMetrics {
-                        let created = s.created_unix_ms as f64 / 1000.0;
                         writeln!(out, "{name}_created{{{l}}} {created:.3}")?;
                     }
                 } else {
@@ -271,16 +282,11 @@ pub fn write(
             "gauge",
             "Tracked objects alive now that are at least this many seconds old (label seconds).",
         )?;
-        for (s, rows) in sources.iter().zip(&per_source) {
-            let labels = base(s);
-            for (class, row) in rows {
+        for rows in &labelled_rows {
+            for (l, row) in rows {
                 let Some(older) = &row.older else { continue };
-                for (b, v) in BUCKET_BOUNDS_S.iter().zip(older) {
-                    writeln!(
-                        out,
-                        "{name}{{{labels},class=\"{}\",seconds=\"{b}\"}} {v}",
-                        escape(class)
-                    )?;
+                for (b, v) in OLDER_THAN_S.iter().zip(older) {
+                    writeln!(out, "{name}{{{l},seconds=\"{b}\"}} {v}")?;
                 }
             }
         }
