@@ -70,7 +70,7 @@ fn sample(
             per_class: trends.to_vec(),
             ..History::default()
         },
-        coarse: Default::default(),
+        coarse: Some(Default::default()),
         sites: vec![],
         events: vec![],
         lost: 0,

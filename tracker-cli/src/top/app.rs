@@ -349,7 +349,11 @@ impl App {
                 }
             })
             .collect();
-        self.coarse = std::mem::take(&mut s.coarse);
+        if let Some(coarse) = s.coarse.take() {
+            self.coarse = coarse;
+            self.tier_times[1] = std::mem::take(&mut self.coarse[0].times_ns);
+            self.tier_times[2] = std::mem::take(&mut self.coarse[1].times_ns);
+        }
         self.sites = std::mem::take(&mut s.sites);
         self.workers = s.workers.take().map(|ws| {
             ws.into_iter()
@@ -363,11 +367,7 @@ impl App {
                 })
                 .collect()
         });
-        self.tier_times = [
-            std::mem::take(&mut s.history.times_ns),
-            std::mem::take(&mut self.coarse[0].times_ns),
-            std::mem::take(&mut self.coarse[1].times_ns),
-        ];
+        self.tier_times[0] = std::mem::take(&mut s.history.times_ns);
         self.created_rate = total_c;
         self.destroyed_rate = total_d;
         self.previous = Some((s.now_ns, counts));

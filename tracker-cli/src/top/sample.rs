@@ -19,8 +19,10 @@ pub struct Sample {
     pub classes: Vec<(u32, ClassSnapshot)>,
     /// The history kept in the segment: tier 0 (every sample).
     pub history: History,
-    /// Tiers 1 and 2 (every minute and every hour at the default period).
-    pub coarse: [History; 2],
+    /// Tiers 1 and 2 (every minute and every hour at the default period),
+    /// when read again with this sample (`None`: unchanged, see
+    /// [`COARSE_EVERY_NS`]).
+    pub coarse: Option<[History; 2]>,
     /// Sampled creation sites.
     pub sites: Vec<tracker_shm::Site>,
     /// Events published since the previous read.
@@ -34,13 +36,22 @@ pub struct Sample {
 /// Reads samples, following the event ring between reads.
 pub struct Reader {
     cursor: EventCursor,
+    /// Tiers 1 and 2 as last read, and when: they gain a sample a minute
+    /// and an hour at the default period, so they are read again only
+    /// every [`COARSE_EVERY_NS`] (with 10,000 classes they are most of a
+    /// refresh's reading).
+    coarse_read_ns: Option<u64>,
 }
+
+/// How often the coarse history tiers are read again.
+pub const COARSE_EVERY_NS: u64 = 10_000_000_000;
 
 impl Reader {
     /// Starts at the oldest event still in the ring.
     pub fn new(segment: &Segment) -> Reader {
         Reader {
             cursor: segment.events_from_oldest(),
+            coarse_read_ns: None,
         }
     }
 
@@ -52,13 +63,21 @@ impl Reader {
     pub fn read(&mut self, segment: &Segment) -> Result<Sample, ReadError> {
         let mut events = Vec::new();
         let lost = segment.poll_events(&mut self.cursor, &mut events);
+        let now_ns = monotonic_ns();
+        let coarse = match self.coarse_read_ns {
+            Some(at) if now_ns.saturating_sub(at) < COARSE_EVERY_NS => None,
+            _ => {
+                self.coarse_read_ns = Some(now_ns);
+                Some([segment.history_tier(1), segment.history_tier(2)])
+            }
+        };
         let sample = Sample {
             header: segment.header(),
             state: writer_state(segment),
-            now_ns: monotonic_ns(),
+            now_ns,
             classes: segment.classes(),
             history: segment.history(),
-            coarse: [segment.history_tier(1), segment.history_tier(2)],
+            coarse,
             sites: segment.sites(),
             events,
             lost,
@@ -180,7 +199,7 @@ impl ServiceReader {
             now_ns: monotonic_ns(),
             classes,
             history,
-            coarse: [t1, t2],
+            coarse: Some([t1, t2]),
             sites: Vec::new(),
             events: Vec::new(),
             lost: 0,
