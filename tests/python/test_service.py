@@ -110,8 +110,13 @@ def test_a_pool_is_one_service(shm_dir, tmp_path, method):
         if method != "forkserver":
             assert by_pid[p.pid]["worker_label"] == "master", rows
         # Worker numbers are the lowest free ones: the parent, which
-        # published first, holds 0.
-        assert sorted(by_pid[w]["worker"] for w in workers) == [1, 2, 3], rows
+        # published first, holds 0. (A fork server that imports the
+        # script, as 3.14's does, exports too and holds one of them.)
+        numbers = sorted(by_pid[w]["worker"] for w in workers)
+        if method == "forkserver":
+            assert len(set(numbers)) == 3 and set(numbers) <= {1, 2, 3, 4}, rows
+        else:
+            assert numbers == [1, 2, 3], rows
 
         r = run_tool("pytracker-cli", "dump", "--service", service, "--format", "json", "--per-worker")
         assert r.returncode == 0, r.stderr
@@ -120,8 +125,8 @@ def test_a_pool_is_one_service(shm_dir, tmp_path, method):
         # Spawned children import the script as __mp_main__.
         (job,) = [c for c in doc["classes"] if c["name"].endswith(".Job")]
         assert job["live"] == 60
-        # The parent holds none; each worker its own share.
-        assert sorted(job["per_worker"].values()) == [0, 10, 20, 30], job["per_worker"]
+        # The parent (and a fork server) hold none; each worker its share.
+        assert sorted(v for v in job["per_worker"].values() if v) == [10, 20, 30], job["per_worker"]
         assert set(job["per_worker"]) == set(labels)
 
         table = run_tool("pytracker-cli", "dump", "--service", service, "--per-worker")

@@ -70,7 +70,7 @@ pub fn members_of(entries: &[SegmentEntry], service: Option<&str>) -> Vec<Member
 }
 
 /// Marks masters (a member that another member of its service names as
-/// its parent) and gives every member its label, unique within its
+/// its parent, and whose own parent is no member) and gives every member its label, unique within its
 /// service: the first of equal labels (oldest segment first) keeps it,
 /// the others get `~<pid>` appended.
 pub fn label_members(members: &mut [Member]) {
@@ -78,8 +78,13 @@ pub fn label_members(members: &mut [Member]) {
         .iter()
         .map(|m| (m.service.clone(), m.parent_pid))
         .collect();
+    let pids: HashSet<(String, u32)> = members.iter().map(|m| (m.service.clone(), m.pid)).collect();
     for m in members.iter_mut() {
-        m.master = parents.contains(&(m.service.clone(), m.pid));
+        // A member that members were forked from, and that was not itself
+        // forked from one (a fork server between the master and its
+        // workers is a worker of the master).
+        m.master = parents.contains(&(m.service.clone(), m.pid))
+            && !pids.contains(&(m.service.clone(), m.parent_pid));
         m.label = if m.master {
             "master".to_string()
         } else {
@@ -224,6 +229,10 @@ mod tests {
             member("web", 12, 10, Some(2), 3),
             member("web", 13, 10, Some(2), 4),
             member("jobs", 20, 1, None, 1),
+            // A fork server (21, forked from the master 22) and its worker.
+            member("pool", 22, 1, Some(0), 1),
+            member("pool", 21, 22, Some(1), 2),
+            member("pool", 23, 21, Some(2), 3),
         ];
         label_members(&mut ms);
         let labels: Vec<(&str, &str)> = ms
@@ -234,6 +243,9 @@ mod tests {
             labels,
             [
                 ("jobs", "pid-20"),
+                ("pool", "master"),
+                ("pool", "1"),
+                ("pool", "2"),
                 ("web", "master"),
                 ("web", "1"),
                 ("web", "2"),
