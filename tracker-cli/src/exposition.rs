@@ -75,6 +75,20 @@ pub struct Source<'a> {
     pub classes: &'a [ClassSnapshot],
 }
 
+impl<'a> Source<'a> {
+    /// The series of a service's live process.
+    pub fn of(m: &'a crate::service::Member) -> Source<'a> {
+        Source {
+            service: &m.service,
+            worker: &m.label,
+            pid: m.pid,
+            created_unix_ms: m.created_unix_ms,
+            rss_bytes: m.snapshot.process.as_ref().and_then(|p| p.rss_bytes),
+            classes: &m.snapshot.classes,
+        }
+    }
+}
+
 /// Choices for the exposition.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {

@@ -115,6 +115,23 @@ fn label_key(label: &str) -> (u8, u64, String) {
     }
 }
 
+/// The error for a service with no live process, naming the services
+/// that have one.
+pub fn not_found(name: &str) -> crate::error::CliError {
+    let known: Vec<String> = services(&members(None))
+        .into_iter()
+        .map(|(s, n)| format!("{s} ({n})"))
+        .collect();
+    crate::error::CliError::Usage(if known.is_empty() {
+        format!("no live process of service {name}: no tracked process runs (pytracker-cli ps lists them)")
+    } else {
+        format!(
+            "no live process of service {name}; services with live processes: {}",
+            known.join(", ")
+        )
+    })
+}
+
 /// Each class summed over `members`: counts add up, the ages' buckets
 /// and cohorts add up and the oldest is the oldest of any member; the peak
 /// is the sum of the members' peaks (at least the service's peak, which

@@ -281,31 +281,11 @@ pub struct ServiceDocument {
 fn run_service(args: &DumpArgs, name: &str, out: &mut dyn Write) -> CliResult<i32> {
     let members = service::members(Some(name));
     if members.is_empty() {
-        let known: Vec<String> = service::services(&service::members(None))
-            .into_iter()
-            .map(|(s, n)| format!("{s} ({n})"))
-            .collect();
-        return Err(CliError::Usage(if known.is_empty() {
-            format!("no live process of service {name}: no tracked process runs (pytracker-cli ps lists them)")
-        } else {
-            format!(
-                "no live process of service {name}; services with live processes: {}",
-                known.join(", ")
-            )
-        }));
+        return Err(service::not_found(name));
     }
     if let Some(d) = dialect(args.format) {
-        let sources: Vec<exposition::Source<'_>> = members
-            .iter()
-            .map(|m| exposition::Source {
-                service: &m.service,
-                worker: &m.label,
-                pid: m.pid,
-                created_unix_ms: m.created_unix_ms,
-                rss_bytes: m.snapshot.process.as_ref().and_then(|p| p.rss_bytes),
-                classes: &m.snapshot.classes,
-            })
-            .collect();
+        let sources: Vec<exposition::Source<'_>> =
+            members.iter().map(exposition::Source::of).collect();
         exposition::write(out, d, &sources, exposition_options(args))?;
         return Ok(0);
     }

@@ -20,17 +20,7 @@ pub fn scrape(args: &ServeArgs, dialect: Dialect) -> CliResult<Vec<u8>> {
     if !args.service.is_empty() {
         members.retain(|m| args.service.contains(&m.service));
     }
-    let sources: Vec<Source<'_>> = members
-        .iter()
-        .map(|m| Source {
-            service: &m.service,
-            worker: &m.label,
-            pid: m.pid,
-            created_unix_ms: m.created_unix_ms,
-            rss_bytes: m.snapshot.process.as_ref().and_then(|p| p.rss_bytes),
-            classes: &m.snapshot.classes,
-        })
-        .collect();
+    let sources: Vec<Source<'_>> = members.iter().map(Source::of).collect();
     let mut body = Vec::with_capacity(64 << 10);
     exposition::write(
         &mut body,

@@ -40,18 +40,7 @@ pub fn run(cli: &TopCli) -> CliResult<i32> {
     let segment = if let Some(name) = &cli.service {
         let mut reader = sample::ServiceReader::new(name);
         if reader.read().is_none() {
-            let known: Vec<String> = crate::service::services(&crate::service::members(None))
-                .into_iter()
-                .map(|(s, n)| format!("{s} ({n})"))
-                .collect();
-            return Err(CliError::Usage(format!(
-                "no live process of service {name}{}",
-                if known.is_empty() {
-                    String::new()
-                } else {
-                    format!("; services with live processes: {}", known.join(", "))
-                }
-            )));
+            return Err(crate::service::not_found(name));
         }
         service = Some(reader);
         None
