@@ -18,7 +18,7 @@ binaries() {
 }
 run() {
     echo "memcheck: $*"
-    valgrind -q --error-exitcode=99 "$@"
+    valgrind -q --fair-sched=yes --error-exitcode=99 "$@"
 }
 leaks=(--leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite)
 for bin in $(binaries tracker-core --lib --tests) $(binaries tracker-shm --lib --tests); do

@@ -538,10 +538,25 @@ fn history_read_while_the_writer_samples_is_never_torn() {
             }
         })
     };
+    // The writer fills the ring before the race starts: a scheduler that
+    // runs one thread at a time (valgrind's) may otherwise starve it for the
+    // whole loop below.
+    let filled_by = std::time::Instant::now() + Duration::from_secs(60);
+    while segment.history().times_ns.len() < 3 {
+        assert!(
+            std::time::Instant::now() < filled_by,
+            "the writer never sampled"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let mut reads = 0u64;
     let mut full_reads = 0u64;
     while std::time::Instant::now() < deadline {
+        if reads % 1024 == 0 {
+            // A point at which a one-thread-at-a-time scheduler switches.
+            thread::yield_now();
+        }
         let h = segment.history();
         reads += 1;
         // Every sample kept is whole: times strictly increase, and a class's
