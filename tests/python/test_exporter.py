@@ -208,14 +208,14 @@ def test_shm_tracker_in_process(shm_dir):
 
 
 def test_full_directory_warns_and_keeps_running(tmp_path):
-    """A file system with no room for the segment: real (a 64 KiB tmpfs)
+    """A file system with no room for the segment: real (a 16 KiB tmpfs)
     when this test may mount one, else a file-size limit that makes sizing
     the segment fail the same way."""
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     mounted = (
         os.getuid() == 0
-        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], capture_output=True).returncode
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)], capture_output=True).returncode
         == 0
     )
     code = textwrap.dedent(

@@ -28,6 +28,7 @@ BUILD = textwrap.dedent(
     data = bytearray(open(t.path, "rb").read())
     class_offset, capacity, slot_size = struct.unpack_from("<QQQ", data, 32)
     struct.pack_into("<Q", data, 152, capacity - 1)  # every slot claimed
+    struct.pack_into("<Q", data, 368, capacity - 1)  # and backed
     first = bytes(data[class_offset:class_offset + slot_size])
     for i in range(1, capacity - 1):
         slot = bytearray(first)

@@ -145,7 +145,7 @@ pub fn write_snapshot_table(
         snap.total_live(),
         if snap.classes_dropped > 0 {
             format!(
-                " ({} classes folded into <other classes>: the class table is full)",
+                " ({} classes folded into <other classes>: the class table (class_capacity) or the segment directory is full)",
                 snap.classes_dropped
             )
         } else {

@@ -73,7 +73,7 @@ const _: () = assert!(tracker_shm::DEFAULT_SITE_EVERY == 8192);
 #[pymethods]
 impl PyShmTracker {
     #[new]
-    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=65536, events=true, history_capacity=96, history_period=1.0, sampler=true, keep_exited=8, service=None, site_every=8192, site_capacity=512))]
+    #[pyo3(signature = (directory=None, class_capacity=4096, ring_capacity=512, events=true, history_capacity=96, history_period=1.0, sampler=true, keep_exited=8, service=None, site_every=8192, site_capacity=512))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

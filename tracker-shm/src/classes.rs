@@ -55,10 +55,16 @@ pub(crate) fn overflow_slot(g: &Geometry) -> u32 {
 }
 
 /// Claims a slot for a class called `name` and publishes it (writer);
-/// returns its index, or the overflow slot's when the table is full.
-pub(crate) fn claim(v: WriteView<'_>, g: &Geometry, name: &str) -> u32 {
+/// returns its index, or the overflow slot's when the table is full or
+/// `back` cannot give the slot storage (see [`crate::backing`]).
+pub(crate) fn claim(
+    v: WriteView<'_>,
+    g: &Geometry,
+    name: &str,
+    back: impl FnOnce(u64) -> bool,
+) -> u32 {
     let index = v.word(header::CLASS_COUNT).fetch_add(1, Relaxed);
-    if index >= g.class_capacity - 1 {
+    if index >= g.class_capacity - 1 || !back(index) {
         return fold(v, g);
     }
     let mut name = name.as_bytes().to_vec();
@@ -83,12 +89,13 @@ pub(crate) fn fold(v: WriteView<'_>, g: &Geometry) -> u32 {
     overflow_slot(g)
 }
 
-/// The slots claimed so far, clamped to the table (overflow slot not
-/// included).
+/// The slots claimed so far, clamped to the table and to the slots with
+/// storage (overflow slot not included).
 pub(crate) fn claimed(v: ReadView<'_>, g: &Geometry) -> u64 {
     v.u64(header::CLASS_COUNT)
         .unwrap_or(0)
         .min(g.class_capacity - 1)
+        .min(crate::backing::backed(v, g, crate::backing::Table::Classes))
 }
 
 /// Cuts `bytes` to at most `max` bytes at a UTF-8 character boundary.
@@ -209,10 +216,15 @@ mod tests {
         let g = Geometry::new(3, 0, 1);
         let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
         let v = seg.view();
+        crate::backing::Backing::everything(v, &g);
         publish_overflow(v, &g);
-        assert_eq!(claim(v, &g, "a.A"), 0);
-        assert_eq!(claim(v, &g, "a.B"), 1);
-        assert_eq!(claim(v, &g, "a.C"), 2, "the third folds into overflow");
+        assert_eq!(claim(v, &g, "a.A", |_| true), 0);
+        assert_eq!(claim(v, &g, "a.B", |_| true), 1);
+        assert_eq!(
+            claim(v, &g, "a.C", |_| true),
+            2,
+            "the third folds into overflow"
+        );
         seg.counters(2).record(tracker_core::EventKind::Attached, 1);
         let names: Vec<String> = read(v.reader(), &g)
             .into_iter()
@@ -220,5 +232,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.A", "a.B", layout::OVERFLOW_NAME]);
         assert_eq!(v.reader().u64(header::CLASSES_DROPPED), Some(1));
+    }
+
+    #[test]
+    fn a_slot_without_storage_folds_and_is_never_read() {
+        let g = Geometry::new(8, 0, 1);
+        let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
+        let v = seg.view();
+        publish_overflow(v, &g);
+        // The file backs slot 0 only.
+        v.word(header::CLASS_BACKED).store(1, Relaxed);
+        assert_eq!(claim(v, &g, "a.A", |i| i < 1), 0);
+        assert_eq!(claim(v, &g, "a.B", |i| i < 1), 7, "no storage: overflow");
+        assert_eq!(v.reader().u64(header::CLASSES_DROPPED), Some(1));
+        // The count says two; a reader stops at what is backed.
+        assert_eq!(claimed(v.reader(), &g), 1);
+        seg.counters(7).record(tracker_core::EventKind::Attached, 1);
+        let names: Vec<String> = read(v.reader(), &g)
+            .into_iter()
+            .map(|(_, c)| c.name)
+            .collect();
+        assert_eq!(names, ["a.A", layout::OVERFLOW_NAME]);
+        // A version 2.0 segment states nothing and backs every slot.
+        let old = Geometry {
+            states_backing: false,
+            ..g
+        };
+        assert_eq!(claimed(v.reader(), &old), 2);
     }
 }

@@ -292,12 +292,14 @@ pub(crate) fn validate(path: &Path, v: ReadView<'_>) -> Result<Geometry, ReadErr
     }
     // The writer derives the geometry from the capacities; so does the
     // reader, then checks the header agrees. Any other layout is refused.
-    let geo = Geometry::with_sites(
+    let mut geo = Geometry::with_sites(
         class_capacity,
         ring_capacity,
         history_capacity,
         site_capacity,
     );
+    // Version 2.1 states which slots have storage (see `crate::backing`).
+    geo.states_backing = version >> 16 >= 1;
     let claims = [
         (header::SITE_OFFSET, geo.site_offset, "site table offset"),
         (header::CLASS_OFFSET, geo.class_offset, "class table offset"),

@@ -221,8 +221,9 @@ mod tests {
         let g = Geometry::new(4, 0, 4);
         let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
         let v = seg.view();
+        crate::backing::Backing::everything(v, &g);
         classes::publish_overflow(v, &g);
-        let slot = classes::claim(v, &g, "m.C");
+        let slot = classes::claim(v, &g, "m.C", |_| true);
         for (n, time) in (1..=6).zip(100..) {
             seg.counters(slot)
                 .record(tracker_core::EventKind::Attached, n);
@@ -250,8 +251,9 @@ mod tests {
         let g = Geometry::new(4, 0, 8);
         let seg = SegmentMap::new(WriteMap::private(g.total_size as usize).unwrap(), g);
         let v = seg.view();
+        crate::backing::Backing::everything(v, &g);
         classes::publish_overflow(v, &g);
-        let slot = classes::claim(v, &g, "m.C");
+        let slot = classes::claim(v, &g, "m.C", |_| true);
         let f = layout::TIER_FACTOR;
         for n in 1..=(3 * f) {
             seg.counters(slot)

@@ -1,4 +1,4 @@
-//! The segment layout, version 2.0. `docs/segment-format.md` is the prose
+//! The segment layout, version 2.1. `docs/segment-format.md` is the prose
 //! version of this file; a change to one is a change to both, and to the
 //! version numbers below.
 //!
@@ -12,7 +12,7 @@ pub const ENDIAN_PROBE: u32 = 0x0102_0304;
 /// Readers refuse segments with another major version.
 pub const MAJOR: u16 = 2;
 /// Additive changes only; readers accept any minor version.
-pub const MINOR: u16 = 0;
+pub const MINOR: u16 = 1;
 
 /// Bytes in the header region.
 pub const HEADER_SIZE: u64 = 4096;
@@ -125,6 +125,12 @@ pub mod header {
     pub const SITE_CAPACITY: u64 = 352;
     /// u64 offset of the site table.
     pub const SITE_OFFSET: u64 = 360;
+    /// u64 (since 2.1) class slots backed by the file so far, counted from
+    /// slot 0 (the overflow slot is backed from the start). Readers read no
+    /// slot at or past it.
+    pub const CLASS_BACKED: u64 = 368;
+    /// u64 (since 2.1) site slots backed by the file so far.
+    pub const SITE_BACKED: u64 = 376;
     /// The service name, UTF-8, [`SERVICE_MAX`] bytes.
     pub const SERVICE: u64 = 384;
     /// Bytes reserved for the service name.
@@ -348,6 +354,10 @@ pub struct Geometry {
     pub ring_offset: u64,
     /// Total bytes.
     pub total_size: u64,
+    /// The header states how much of the class and site tables is backed
+    /// ([`header::CLASS_BACKED`], [`header::SITE_BACKED`]; version 2.1 and
+    /// later). Without it every slot is.
+    pub states_backing: bool,
 }
 
 impl Geometry {
@@ -391,6 +401,7 @@ impl Geometry {
             class_offset,
             ring_offset,
             total_size,
+            states_backing: true,
         }
     }
 

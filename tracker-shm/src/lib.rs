@@ -38,6 +38,7 @@ mod naming;
 // One module per shared-memory protocol, each with both of its halves
 // (writer and reader) and the argument for its memory orderings.
 mod ages;
+mod backing;
 mod classes;
 mod header;
 mod history;

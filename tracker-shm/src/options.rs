@@ -48,7 +48,7 @@ impl Default for ShmOptions {
         ShmOptions {
             directory: None,
             class_capacity: 4096,
-            ring_capacity: 65536,
+            ring_capacity: 512,
             events: true,
             history_capacity: 96,
             history_period: Duration::from_secs(1),

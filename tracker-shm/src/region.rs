@@ -1,8 +1,9 @@
 //! [`Region`]: one writer's segment — its memory, geometry and file — from
 //! creation to removal.
 //!
-//! Creation builds the file under a temporary name, sizes and allocates
-//! it, takes the exclusive lock that tells readers the writer is alive,
+//! Creation builds the file under a temporary name, sizes it, reserves
+//! storage for what is written from the start (see [`crate::backing`]),
+//! takes the exclusive lock that tells readers the writer is alive,
 //! maps it, writes the header (see [`crate::header`]) and renames it into
 //! place. When any of that fails, the region counts in private memory
 //! instead and says why ([`Region::problem`]).
@@ -15,6 +16,7 @@ use std::sync::Mutex;
 
 use tracker_core::ClassCounters;
 
+use crate::backing::{self, Backing, Table};
 use crate::error::WriteError;
 use crate::layout::{self, header, Geometry};
 use crate::mapping::{SegmentMap, WriteMap, WriteView};
@@ -50,6 +52,8 @@ pub(crate) struct Region {
     pub(crate) service: String,
     /// The worker number in the header.
     pub(crate) worker: Option<u64>,
+    /// How much of the class and site tables has storage.
+    backing: Backing,
 }
 
 /// The environment variable naming the service (see
@@ -67,7 +71,16 @@ impl Region {
     /// was forked from, and the process is that service's worker
     /// ([`layout::ROLE_WORKER`]). Either way it takes the lowest free
     /// worker number of its service (see `crate::workers`).
-    pub(crate) fn create(options: &ShmOptions, generation: u64, forked: bool) -> Region {
+    ///
+    /// `inherit`: class and site slots (counted from the first) that get
+    /// storage at once, for the classes a forked child copies from its
+    /// parent.
+    pub(crate) fn create(
+        options: &ShmOptions,
+        generation: u64,
+        forked: bool,
+        inherit: (u64, u64),
+    ) -> Region {
         let ring = if options.events {
             options.ring_capacity
         } else {
@@ -84,7 +97,7 @@ impl Region {
             options.history_capacity,
             sites,
         );
-        let (map, published, mut problem, tmp) = match create_file(options, &geo) {
+        let (map, published, mut problem, tmp) = match create_file(options, &geo, inherit) {
             Ok(Created {
                 map,
                 file,
@@ -109,8 +122,14 @@ impl Region {
                 }
             },
         };
+        let seg = SegmentMap::new(map, geo);
+        let backing = if published.is_some() {
+            Backing::new(seg.view(), &geo, inherit.0, inherit.1)
+        } else {
+            Backing::everything(seg.view(), &geo)
+        };
         let mut region = Region {
-            seg: SegmentMap::new(map, geo),
+            seg,
             events: options.events && geo.ring_capacity > 0,
             generation,
             published,
@@ -118,6 +137,7 @@ impl Region {
             forked_image: false,
             service: String::new(),
             worker: None,
+            backing,
         };
         let service = service_name(options);
         // Held until the segment is published (see `crate::workers`).
@@ -137,7 +157,15 @@ impl Region {
                 // (another process may own what is there), so the region
                 // forgets it and counts privately in the memory it has.
                 problem = Some(format!("cannot publish segment {}: {e}", path.display()));
-                region.published = None;
+                // It keeps counting in the unlinked file's memory: all of
+                // it gets storage now if it can (else `crate::fault` keeps
+                // the process alive when a write finds none).
+                if let Some(Published { file, .. }) = region.published.take() {
+                    if let Ok(Some(f)) = file.lock().as_deref().map(Option::as_ref) {
+                        let _ = sys::allocate(f, 0, region.geo().total_size);
+                    }
+                }
+                region.backing = Backing::everything(region.view(), region.geo());
             }
         }
         drop(claim);
@@ -206,18 +234,63 @@ impl Region {
         crate::header::publish(self.view());
     }
 
+    /// Gives slot `index` of `table` storage if it has none yet; false when
+    /// the file system has no room (see [`crate::backing`]).
+    pub(crate) fn back(&self, table: Table, index: u64) -> bool {
+        let file = self.published.as_ref().map(|p| p.file.lock());
+        let file = match &file {
+            None => None,
+            Some(Ok(guard)) => guard.as_ref(),
+            Some(Err(poisoned)) => poisoned.get_ref().as_ref(),
+        };
+        if self.published.is_some() && file.is_none() {
+            return false; // closed
+        }
+        match file {
+            Some(f) => self
+                .backing
+                .reserve(self.view(), self.geo(), table, index, Some(f)),
+            // Private memory: every slot is backed.
+            None => index < backing::backed(self.view().reader(), self.geo(), table),
+        }
+    }
+
+    /// The class and site slots a child forked now copies (see
+    /// [`Region::copy_from`]), for [`Region::create`]'s `inherit`.
+    pub(crate) fn inheritance(&self) -> (u64, u64) {
+        let (v, g) = (self.view().reader(), self.geo());
+        (
+            classes::claimed(v, g),
+            v.u64(header::SITE_COUNT)
+                .unwrap_or(0)
+                .min(backing::backed(v, g, Table::Sites)),
+        )
+    }
+
     /// Copies `old`'s classes (the claimed slots and the overflow slot:
-    /// names, counters, history) and counts into this region, which has
-    /// the same geometry (a forked child's copy of its parent's segment).
+    /// names, counters, history), its sites and counts into this region,
+    /// which has the same geometry and storage for what `old`'s
+    /// [`Region::inheritance`] names (a forked child's copy of its parent's
+    /// segment).
     pub(crate) fn copy_from(&self, old: &Region) {
         let (o, n) = (old.view().reader(), self.view());
         let (og, ng) = (old.geo(), self.geo());
         let capacity = og.class_capacity.min(ng.class_capacity);
-        let used = o.u64(header::CLASS_COUNT).unwrap_or(0).min(capacity - 1);
+        let (used, sites) = old.inheritance();
+        let used = used.min(backing::backed(n.reader(), ng, Table::Classes));
+        let sites = sites
+            .min(backing::backed(n.reader(), ng, Table::Sites))
+            .min(og.site_capacity.min(ng.site_capacity));
         let slot_size = og.class_slot_size.min(ng.class_slot_size);
         for i in (0..used).chain([capacity - 1]) {
             let (from, to) = (og.class_slot(i), ng.class_slot(i));
             for w in (0..slot_size).step_by(8) {
+                n.word(to + w).store(o.u64(from + w).unwrap_or(0), Relaxed);
+            }
+        }
+        for i in 0..sites {
+            let (from, to) = (og.site_slot(i), ng.site_slot(i));
+            for w in (0..layout::SITE_SLOT_SIZE).step_by(8) {
                 n.word(to + w).store(o.u64(from + w).unwrap_or(0), Relaxed);
             }
         }
@@ -273,8 +346,10 @@ impl Region {
     pub(crate) fn image(&self, generation: u64) -> Option<Region> {
         let geo = *self.geo();
         let map = WriteMap::private(geo.total_size as usize).ok()?;
+        let seg = SegmentMap::new(map, geo);
+        let backing = Backing::everything(seg.view(), &geo);
         let image = Region {
-            seg: SegmentMap::new(map, geo),
+            seg,
             events: self.events,
             generation,
             published: None,
@@ -282,6 +357,7 @@ impl Region {
             forked_image: true,
             service: self.service.clone(),
             worker: None,
+            backing,
         };
         image.copy_from(self);
         Some(image)
@@ -339,7 +415,11 @@ struct Created {
     warning: Option<String>,
 }
 
-fn create_file(options: &ShmOptions, geo: &Geometry) -> Result<Created, WriteError> {
+fn create_file(
+    options: &ShmOptions,
+    geo: &Geometry,
+    inherit: (u64, u64),
+) -> Result<Created, WriteError> {
     let (dir, warning) = choose_directory(options.directory.as_deref())?;
     let pid = sys::pid();
     let name = SegmentName {
@@ -364,7 +444,9 @@ fn create_file(options: &ShmOptions, geo: &Geometry) -> Result<Created, WriteErr
         .map_err(err)?;
     let built = (|| {
         file.set_len(geo.total_size)?;
-        sys::allocate(&file, geo.total_size)?;
+        for (start, end) in backing::initial_ranges(geo, inherit.0, inherit.1) {
+            sys::allocate(&file, start, end - start)?;
+        }
         sys::lock_exclusive(&file)?;
         WriteMap::shared(&file, geo.total_size as usize)
     })();

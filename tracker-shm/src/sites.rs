@@ -43,9 +43,10 @@ pub(crate) fn claim(
     g: &Geometry,
     class_slot: u32,
     frames: &[Frame],
+    back: impl FnOnce(u64) -> bool,
 ) -> Option<u32> {
     let index = v.word(header::SITE_COUNT).fetch_add(1, Relaxed);
-    if index >= g.site_capacity {
+    if index >= g.site_capacity || !back(index) {
         return None;
     }
     let base = g.site_slot(index);
@@ -125,7 +126,11 @@ pub struct Site {
 
 /// The published sites (reader).
 pub(crate) fn read(v: ReadView<'_>, g: &Geometry) -> Vec<Site> {
-    let n = v.u64(header::SITE_COUNT).unwrap_or(0).min(g.site_capacity);
+    let n = v
+        .u64(header::SITE_COUNT)
+        .unwrap_or(0)
+        .min(g.site_capacity)
+        .min(crate::backing::backed(v, g, crate::backing::Table::Sites));
     let mut out = Vec::new();
     for i in 0..n {
         let base = g.site_slot(i);
@@ -170,6 +175,7 @@ mod tests {
         let g = Geometry::with_sites(4, 0, 1, 2);
         let map = WriteMap::private(g.total_size as usize).unwrap();
         let v = map.view();
+        crate::backing::Backing::everything(v, &g);
         let long = format!("/srv/{}/handlers.py", "é".repeat(60));
         let frames = vec![
             Frame {
@@ -183,13 +189,14 @@ mod tests {
                 function: "dispatch".into(),
             },
         ];
-        let a = claim(v, &g, 1, &frames).unwrap();
+        let a = claim(v, &g, 1, &frames, |_| true).unwrap();
         count(v, &g, a, true);
         count(v, &g, a, true);
         count(v, &g, a, false);
-        let b = claim(v, &g, 2, &frames[1..]).unwrap();
+        let b = claim(v, &g, 2, &frames[1..], |_| true).unwrap();
         count(v, &g, b, true);
-        assert_eq!(claim(v, &g, 3, &frames), None);
+        assert_eq!(claim(v, &g, 3, &frames, |_| true), None);
+        assert_eq!(v.reader().u64(header::SITE_COUNT), Some(3));
         let sites = read(v.reader(), &g);
         assert_eq!(sites.len(), 2);
         assert_eq!(

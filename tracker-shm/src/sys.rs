@@ -40,11 +40,14 @@ pub(crate) fn is_locked(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Reserves `len` bytes of backing store now, so a full file system fails
-/// here and not as SIGBUS on a later write.
-pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+/// Reserves backing store for `len` bytes at `offset` now, so a full file
+/// system fails here and not as SIGBUS on a later write.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
     // SAFETY: plain call on a valid open descriptor.
-    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) };
     if r == 0 {
         Ok(())
     } else {

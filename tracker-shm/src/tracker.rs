@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tracker_core::age::Epoch;
 use tracker_core::{ClassId, ClassSnapshot, ClassTable, EventKind, Serial, Tracker};
 
+use crate::backing::Table;
 use crate::leaky::LeakyCell;
 use crate::options::ShmOptions;
 use crate::region::Region;
@@ -78,7 +79,7 @@ impl ShmTracker {
             .history_period
             .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let generation = sys::watch_forks();
-        let region = Region::create(&options, generation, false);
+        let region = Region::create(&options, generation, false, (0, 0));
         let inner = Arc::new(Inner {
             options,
             region: LeakyCell::new(region),
@@ -252,7 +253,7 @@ impl ShmTracker {
                     Some(v) if v != 0 && v != CLAIMING => v - 1,
                     _ => self.inner.claim(region, class),
                 };
-                let index = sites::claim(v, g, slot, &frames());
+                let index = sites::claim(v, g, slot, &frames(), |i| region.back(Table::Sites, i));
                 sites.insert((class, key), index);
                 index
             }
@@ -326,7 +327,7 @@ impl ShmTracker {
                 std::mem::forget(parent.thread);
             }
         }
-        let region = Region::create(&self.inner.options, generation, true);
+        let region = Region::create(&self.inner.options, generation, true, old.inheritance());
         region.copy_from(old);
         let problem = region.problem.clone();
         self.inner.region.replace(region);
@@ -412,7 +413,7 @@ impl Inner {
         };
         match cell.compare_exchange(0, CLAIMING, Acquire, Acquire) {
             Ok(_) => {
-                let slot = classes::claim(v, g, &class.name());
+                let slot = classes::claim(v, g, &class.name(), |i| region.back(Table::Classes, i));
                 cell.store(slot + 1, Release);
                 slot
             }

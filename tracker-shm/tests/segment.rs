@@ -669,3 +669,37 @@ fn pruning_keeps_the_newest_exited_segment_of_every_service() {
         assert_eq!(path.exists(), i >= 7, "busy segment {i}");
     }
 }
+
+/// Bytes of storage the file system holds for `path`.
+fn stored_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn a_segment_stores_what_its_classes_use() {
+    let dir = TestDir::new("footprint");
+    // The defaults (events on), 100 classes.
+    let tracker = ShmTracker::new(dir.options());
+    let path = tracker.path().unwrap();
+    let geo = layout::Geometry::with_sites(4096, 512, 96, 512);
+    assert_eq!(fs::metadata(&path).unwrap().len(), geo.total_size);
+    let empty = stored_bytes(&path);
+    for i in 0..100 {
+        let class = ClassId::named(&format!("footprint.C{i}"));
+        for serial in 0..10 {
+            tracker.notify(EventKind::Attached, class, i * 100 + serial);
+        }
+        tracker.sample();
+    }
+    let used = stored_bytes(&path);
+    eprintln!("empty: {empty} bytes; 100 classes: {used} bytes");
+    assert!(used <= 256 * 1024, "{used} bytes for 100 classes");
+    assert!(
+        used >= empty + 100 * geo.class_slot_size,
+        "{used} bytes: the class slots have storage"
+    );
+    let seg = Segment::open(&path).unwrap();
+    let snap = seg.snapshot("alive");
+    assert_eq!(snap.classes.iter().filter(|c| c.live == 10).count(), 100);
+}

@@ -18,7 +18,7 @@ def start_exporter(
     *,
     directory: str | PathLike[str] | None = None,
     class_capacity: int = 4096,
-    ring_capacity: int = 65536,
+    ring_capacity: int = 512,
     events: bool = True,
     history_capacity: int = 96,
     history_period: float = 1.0,
