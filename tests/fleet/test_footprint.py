@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 from tools import binary
 
@@ -140,3 +141,57 @@ def test_a_full_tmpfs_folds_classes_and_never_faults(tmp_path, monkeypatch):
             p.stdin.close()
             rc = p.wait(timeout=60)
         assert rc == 0, "the writer died with %d" % rc
+
+
+RECYCLER = textwrap.dedent(
+    """
+    import os, signal, sys, time, pytracker
+    class Job(pytracker.Trackable):
+        pass
+    pytracker.start_exporter(service="recycled", history_period=0.1)
+    recycles, parallel = int(sys.argv[1]), int(sys.argv[2])
+    running = set()
+    for n in range(recycles):
+        if len(running) == parallel:
+            pid, _ = os.wait()
+            running.discard(pid)
+        pid = os.fork()
+        if pid == 0:
+            keep = [Job() for _ in range(n % 7 + 1)]
+            time.sleep(0.02)
+            if n % 3 == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(0)
+        running.add(pid)
+    while running:
+        running.discard(os.wait()[0])
+    print("done", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def test_a_thousand_worker_recycles_leave_a_bounded_directory(shm_dir):
+    """Workers leaving by os._exit and by SIGKILL, 1,000 of them: the
+    directory keeps the live master, the 8 newest exited segments and the
+    newest of the service, and the last worker's inventory stays readable."""
+    p = subprocess.Popen([sys.executable, "-c", RECYCLER, "1000", "8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "done"
+        # Each worker prunes as it starts: at most the last 8 to exit are
+        # more than the bound, until the master's sampler prunes again
+        # (every 60 samples: 6 s here).
+        left = [f for f in os.listdir(shm_dir) if f.startswith("pytracker-")]
+        assert len(left) <= 1 + 8 + 1 + 8, "%d segments left: %s" % (len(left), sorted(left))
+        deadline = time.monotonic() + 30
+        while True:
+            left = [f for f in os.listdir(shm_dir) if f.startswith("pytracker-")]
+            if len(left) <= 1 + 8 + 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(left) <= 1 + 8 + 1, "%d segments left: %s" % (len(left), sorted(left))
+        last = cli("last", "--service", "recycled")
+        assert "Job" in last, last
+    finally:
+        p.stdin.close()
+        p.wait(timeout=60)

@@ -120,10 +120,13 @@ pub fn write_snapshot_table(
         let rss = p
             .rss_bytes
             .map_or(String::new(), |b| format!("  rss {}", mib(b)));
+        let pid = match p.host_pid {
+            Some(h) => format!("{h} (pid {} in its container)", p.pid),
+            None => p.pid.to_string(),
+        };
         writeln!(
             out,
-            "pid {}  {}  writer {}{service}{rss}",
-            p.pid,
+            "pid {pid}  {}  writer {}{service}{rss}",
             one_line(&p.program, 100),
             p.writer_state
         )?;

@@ -78,8 +78,11 @@ fn workers_of(pid: u32) -> Option<(String, String)> {
 /// [`tracker_shm::ReadError::Shrunk`] when the file shrank while it was
 /// read (the snapshot is discarded).
 pub fn take(segment: &Segment) -> CliResult<Snapshot> {
-    let snap = segment.snapshot(writer_state(segment).label());
+    let mut snap = segment.snapshot(writer_state(segment).label());
     segment.intact()?;
+    if let Some(p) = &mut snap.process {
+        p.host_pid = tracker_shm::host_pid(segment);
+    }
     Ok(snap)
 }
 

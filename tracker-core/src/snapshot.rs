@@ -102,8 +102,12 @@ impl ClassSnapshot {
 /// Where a snapshot came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
-    /// Process id of the tracked program.
+    /// Process id of the tracked program (in its own pid namespace).
     pub pid: u32,
+    /// Its process id as seen by the reader, when that differs (it runs in
+    /// a container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<u32>,
     /// Program name or command line.
     pub program: String,
     /// When the tracked program started tracking, Unix time in milliseconds.

@@ -218,14 +218,20 @@ pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
                 continue;
             };
             let path = entry.path();
-            let key = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if !seen.insert(key) {
-                continue;
-            }
-            let owner = {
+            // One file seen through two directories (a container's
+            // directory shared with the host's) is listed once.
+            let meta = {
                 use std::os::unix::fs::MetadataExt;
-                fs::symlink_metadata(&path).ok().map(|m| m.uid())
+                fs::symlink_metadata(&path)
+                    .ok()
+                    .map(|m| (m.dev(), m.ino(), m.uid()))
             };
+            if let Some((dev, ino, _)) = meta {
+                if !seen.insert((dev, ino)) {
+                    continue;
+                }
+            }
+            let owner = meta.map(|(_, _, uid)| uid);
             let segment = Segment::open(&path);
             out.push(SegmentEntry {
                 path,
@@ -345,10 +351,27 @@ pub fn find_by_pid(pid: u32) -> Result<Segment, ReadError> {
 pub fn find_by_pid_in(pid: u32, dirs: &[PathBuf]) -> Result<Segment, ReadError> {
     let mut best: Option<(bool, u64, Segment)> = None;
     let mut first_error = None;
-    for entry in list_segments_in(dirs).into_iter().filter(|e| e.pid == pid) {
+    // A process in a container's pid namespace names its segment with its
+    // pid there: that one is taken too, when its writer's lock is held by
+    // `pid` as seen from here.
+    let inner = proc::innermost_pid(pid).filter(|&p| p != pid);
+    let entries = list_segments_in(dirs)
+        .into_iter()
+        .filter(|e| e.pid == pid || Some(e.pid) == inner);
+    for entry in entries {
         match entry.segment {
             Ok(seg) => {
-                if let Err(reason) = provenance(&seg, Some(pid)) {
+                let seen_from_here = host_pid(&seg);
+                let other = match seen_from_here {
+                    // A writer in a container whose pid there is `pid`,
+                    // but which is another process here.
+                    Some(h) => h != pid,
+                    None => entry.pid != pid,
+                };
+                if other {
+                    continue;
+                }
+                if let Err(reason) = provenance(&seg, Some(entry.pid)) {
                     first_error.get_or_insert(ReadError::Untrusted {
                         path: entry.path.clone(),
                         pid,

@@ -52,6 +52,7 @@ mod tracker;
 mod workers;
 // The reader.
 mod discovery;
+mod mounts;
 mod segment;
 // Support.
 mod error;
@@ -68,6 +69,7 @@ pub use discovery::{
 pub use error::{ReadError, WriteError};
 pub use header::HeaderInfo;
 pub use history::History;
+pub use mounts::other_namespace_directories;
 pub use naming::{
     choose_directory, memory_backed_directories, pid_from_name, search_directories, uid_from_name,
     SegmentName, DIR_ENV, FILE_PREFIX,

@@ -134,7 +134,9 @@ pub fn memory_backed_directories() -> Vec<PathBuf> {
 
 /// The directories readers search, in order: `$PYTRACKER_DIR` alone when
 /// it is set, else the memory-backed directories and the temporary
-/// directory (where writers fall back to).
+/// directory (where writers fall back to), then those of processes in
+/// other mount namespaces, through `/proc/PID/root` (see
+/// [`crate::other_namespace_directories`]; root can look there).
 pub fn search_directories() -> Vec<PathBuf> {
     if let Some(d) = std::env::var_os(DIR_ENV) {
         return vec![PathBuf::from(d)];
@@ -142,6 +144,7 @@ pub fn search_directories() -> Vec<PathBuf> {
     let mut dirs = memory_backed_directories();
     dirs.push(std::env::temp_dir());
     dirs.dedup();
+    dirs.extend(crate::mounts::other_namespace_directories());
     dirs
 }
 

@@ -225,6 +225,7 @@ impl Segment {
             .saturating_add(h.heartbeat_ns.saturating_sub(h.created_mono_ns) / 1_000_000);
         snap.process = Some(ProcessInfo {
             pid: h.pid,
+            host_pid: None,
             program: h.program,
             started_unix_ms: h.created_unix_ms,
             writer_state: writer_state.to_string(),
