@@ -4,8 +4,8 @@ here), and a sidecar that shares only the segment directory telling a live
 writer from an exited one by its lock alone."""
 
 import json
-import shlex
 import os
+import shlex
 import shutil
 import signal
 import subprocess
