@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use rayon::prelude::*;
+
 use tracker_core::{escape_control, ClassSnapshot};
 
 use crate::error::CliResult;
@@ -151,7 +153,7 @@ fn labelled(classes: &[ClassSnapshot], keep: Option<&[String]>) -> BTreeMap<Stri
             row.peak = Some(row.peak.unwrap_or(0).saturating_add(p));
         }
         if let Some(a) = &c.ages {
-            let older = row.older.get_or_insert_with(|| vec![0; OLDER_THAN_S.len()]);
+            let older = row.older.get_or_insert([0; OLDER_THAN_S.len()]);
             for (i, b) in OLDER_THAN_S.iter().enumerate() {
                 older[i] = older[i].saturating_add(a.older_than_ms(b * 1000));
             }
@@ -166,7 +168,18 @@ struct Row {
     created: u64,
     destroyed: u64,
     peak: Option<u64>,
-    older: Option<Vec<u64>>,
+    older: Option<[u64; OLDER_THAN_S.len()]>,
+}
+
+/// Appends the sample line `{name}{suffix}{{labels}{extra}} {value}` to
+/// `out`, without the formatting machinery (a scrape has tens of
+/// thousands of lines).
+fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &str, extra: &str, value: u64) {
+    for part in [name, suffix, "{", labels, extra, "} "] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    out.push(b'\n');
 }
 
 /// The classes each service keeps under `top_k`: the K labels with the
@@ -195,6 +208,9 @@ fn kept(sources: &[Source<'_>], k: usize) -> BTreeMap<String, Vec<String>> {
 
 type Value = fn(&Row) -> Option<u64>;
 
+/// Renders one process's labelled rows of one family into a buffer.
+type Lines<'a> = dyn Fn(&Source<'_>, &[(String, Row)], &mut Vec<u8>) + Sync + 'a;
+
 /// Writes the exposition of `sources`.
 pub fn write(
     out: &mut dyn Write,
@@ -203,15 +219,6 @@ pub fn write(
     options: Options,
 ) -> CliResult<()> {
     let keep = options.top_k.map(|k| kept(sources, k));
-    let per_source: Vec<BTreeMap<String, Row>> = sources
-        .iter()
-        .map(|s| {
-            let k = keep
-                .as_ref()
-                .map(|m| m.get(s.service).map_or(&[][..], |v| &v[..]));
-            labelled(s.classes, k)
-        })
-        .collect();
     let base = |s: &Source<'_>| {
         let mut l = format!(
             "service=\"{}\",worker=\"{}\"",
@@ -223,17 +230,33 @@ pub fn write(
         }
         l
     };
-    // Each series' labels, escaped once for all its families.
-    let labelled_rows: Vec<Vec<(String, &Row)>> = sources
-        .iter()
-        .zip(&per_source)
-        .map(|(s, rows)| {
+    // Each process's rows, and each series' labels escaped once for all
+    // its families; processes are rendered in parallel and written in
+    // order.
+    let per_source: Vec<Vec<(String, Row)>> = sources
+        .par_iter()
+        .map(|s| {
+            let k = keep
+                .as_ref()
+                .map(|m| m.get(s.service).map_or(&[][..], |v| &v[..]));
             let labels = base(s);
-            rows.iter()
-                .map(|(class, row)| (format!("{labels},class=\"{}\"", escape(class)), row))
+            labelled(s.classes, k)
+                .into_iter()
+                .map(|(class, row)| (format!("{labels},class=\"{}\"", escape(&class)), row))
                 .collect()
         })
         .collect();
+    let render = |lines: &Lines<'_>| {
+        sources
+            .par_iter()
+            .zip(&per_source)
+            .map(|(s, rows)| {
+                let mut buf = Vec::with_capacity(rows.len() * 96);
+                lines(s, rows, &mut buf);
+                buf
+            })
+            .collect::<Vec<Vec<u8>>>()
+    };
     let families: [(&str, &str, &str, Value); 4] = [
         (
             "pytracker_objects_live",
@@ -268,27 +291,28 @@ pub fn write(
             name.to_string()
         };
         header(out, dialect, &family, kind, help)?;
-        for (s, rows) in sources.iter().zip(&labelled_rows) {
-            let created = s.created_unix_ms as f64 / 1000.0;
+        let parts = render(&|s, rows, buf| {
+            let created = format!("{:.3}", s.created_unix_ms as f64 / 1000.0);
             for (l, row) in rows {
                 let Some(v) = value(row) else { continue };
                 if counter {
-                    writeln!(out, "{name}_total{{{l}}} {v}")?;
+                    sample(buf, name, "_total", l, "", v);
                     if dialect == Dialect::OpenMetrics {
-                        writeln!(out, "{name}_created{{{l}}} {created:.3}")?;
+                        for part in [name, "_created{", l, "} ", &created, "\n"] {
+                            buf.extend_from_slice(part.as_bytes());
+                        }
                     }
                 } else {
-                    writeln!(out, "{name}{{{l}}} {v}")?;
+                    sample(buf, name, "", l, "", v);
                 }
             }
+        });
+        for part in parts {
+            out.write_all(&part)?;
         }
     }
     let name = "pytracker_objects_live_older_than";
-    if per_source
-        .iter()
-        .flat_map(|r| r.values())
-        .any(|r| r.older.is_some())
-    {
+    if per_source.iter().flatten().any(|(_, r)| r.older.is_some()) {
         header(
             out,
             dialect,
@@ -296,13 +320,17 @@ pub fn write(
             "gauge",
             "Tracked objects alive now that are at least this many seconds old (label seconds).",
         )?;
-        for rows in &labelled_rows {
+        let extras = OLDER_THAN_S.map(|b| format!(",seconds=\"{b}\""));
+        let parts = render(&|_, rows, buf| {
             for (l, row) in rows {
                 let Some(older) = &row.older else { continue };
-                for (b, v) in OLDER_THAN_S.iter().zip(older) {
-                    writeln!(out, "{name}{{{l},seconds=\"{b}\"}} {v}")?;
+                for (extra, &v) in extras.iter().zip(older) {
+                    sample(buf, name, "", l, extra, v);
                 }
             }
+        });
+        for part in parts {
+            out.write_all(&part)?;
         }
     }
     let name = "pytracker_resident_memory_bytes";

@@ -34,37 +34,55 @@ pub struct Member {
 /// name and header agree) as service members, sorted by service, then
 /// label. `service`: only that service's.
 pub fn members(service: Option<&str>) -> Vec<Member> {
-    let entries = list_segments();
-    members_of(&entries, service)
+    tracker_shm::with_locks_read_once(|| {
+        let entries = list_segments();
+        members_of(&entries, service)
+    })
 }
 
-/// [`members`] of the segments `entries`.
+/// [`members`], with the segments `cache` keeps mapped between calls.
+pub fn members_cached(cache: &mut tracker_shm::SegmentCache, service: Option<&str>) -> Vec<Member> {
+    tracker_shm::with_locks_read_once(|| {
+        let entries = tracker_shm::list_segments_cached(cache);
+        members_of(&entries, service)
+    })
+}
+
+/// [`members`] of the segments `entries`. Which writers are alive and
+/// trusted is decided here, in order (see
+/// `tracker_shm::with_locks_read_once`); their inventories are then read
+/// in parallel (a service of dozens of processes of hundreds of classes
+/// each is megabytes of counters).
 pub fn members_of(entries: &[SegmentEntry], service: Option<&str>) -> Vec<Member> {
-    let mut out = Vec::new();
-    for entry in entries {
-        let Ok(seg) = &entry.segment else { continue };
-        if entry.provenance().is_err() || writer_state(seg) != WriterState::Alive {
-            continue;
-        }
-        let h = seg.header();
-        if service.is_some_and(|s| s != h.service) {
-            continue;
-        }
-        let snapshot = seg.snapshot(WriterState::Alive.label());
-        if seg.intact().is_err() {
-            continue;
-        }
-        out.push(Member {
-            pid: h.pid,
-            service: h.service,
-            worker: (h.worker != layout::NO_WORKER).then_some(h.worker),
-            master: false,
-            parent_pid: h.parent_pid,
-            created_unix_ms: h.created_unix_ms,
-            snapshot,
-            label: String::new(),
-        });
-    }
+    use rayon::prelude::*;
+    let live: Vec<(&tracker_shm::Segment, tracker_shm::HeaderInfo)> = entries
+        .iter()
+        .filter_map(|entry| {
+            let seg = entry.segment.as_ref().ok()?;
+            if writer_state(seg) != WriterState::Alive || entry.provenance().is_err() {
+                return None;
+            }
+            let h = seg.header();
+            service.is_none_or(|s| s == h.service).then_some((seg, h))
+        })
+        .collect();
+    let mut out: Vec<Member> = live
+        .into_par_iter()
+        .filter_map(|(seg, h)| {
+            let snapshot = seg.snapshot(WriterState::Alive.label());
+            seg.intact().ok()?;
+            Some(Member {
+                pid: h.pid,
+                service: h.service,
+                worker: (h.worker != layout::NO_WORKER).then_some(h.worker),
+                master: false,
+                parent_pid: h.parent_pid,
+                created_unix_ms: h.created_unix_ms,
+                snapshot,
+                label: String::new(),
+            })
+        })
+        .collect();
     label_members(&mut out);
     out
 }

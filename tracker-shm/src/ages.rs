@@ -143,11 +143,21 @@ pub(crate) fn stamp_peak(seg: &SegmentMap, slot: u32, live: u64, now_unix_ms: u6
 }
 
 /// One slot's peak and cohorts as a reader copied them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SlotAgeCopy {
     pub(crate) peak_live: u64,
     pub(crate) peak_unix_ms: u64,
-    pub(crate) cohorts: Vec<(u32, u32)>,
+    pub(crate) cohorts: [(u32, u32); COHORTS],
+}
+
+impl Default for SlotAgeCopy {
+    fn default() -> Self {
+        SlotAgeCopy {
+            peak_live: 0,
+            peak_unix_ms: 0,
+            cohorts: [(0, 0); COHORTS],
+        }
+    }
 }
 
 /// Tries this many times to copy the cohorts between two folds.
@@ -171,10 +181,11 @@ pub(crate) fn read(
         let mut out = Vec::with_capacity(slots.len());
         for &slot in slots {
             let base = g.class_slot(u64::from(slot));
-            let mut cohorts = Vec::with_capacity(COHORTS);
-            for i in 0..COHORTS as u64 {
-                let at = base + class::COHORTS + 8 * i;
-                cohorts.push((v.u32(at)?, v.u32(at + 4)?));
+            // Born and died of each cohort, in turn.
+            let words: &[AtomicU32; 2 * COHORTS] = v.u32s(base + class::COHORTS)?;
+            let mut cohorts = [(0, 0); COHORTS];
+            for (c, pair) in cohorts.iter_mut().zip(words.chunks_exact(2)) {
+                *c = (pair[0].load(Relaxed), pair[1].load(Relaxed));
             }
             out.push(SlotAgeCopy {
                 peak_live: v.u64(base + class::PEAK_LIVE)?,

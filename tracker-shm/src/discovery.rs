@@ -142,6 +142,13 @@ pub fn provenance(segment: &Segment, name_pid: Option<u32>) -> Result<u32, Strin
             ));
         }
     }
+    // A writer holding the segment's lock under the header's pid opened the
+    // file, so it is its owner (or root): nothing more to check in /proc.
+    let holds_lock = lock_holders(segment).is_some_and(|h| h.contains(&header.pid))
+        && sys::is_locked(segment.file()).unwrap_or(false);
+    if holds_lock {
+        return Ok(owner);
+    }
     if let (Some(uids), Some(stat)) = (proc::uids(header.pid), proc::stat(header.pid)) {
         let running = stat.state != 'Z' && stat.state != 'X';
         if running && stat.start_time == header.start_time && !uids.contains(&owner) {
@@ -206,6 +213,27 @@ impl SegmentEntry {
 
 /// Every segment in `dirs`, sorted by pid then path.
 pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
+    list(dirs, None)
+}
+
+/// Segments kept mapped from one listing to the next, by file identity,
+/// for a reader that lists again and again (a metrics endpoint scraped
+/// every few seconds): a segment is opened, validated and mapped once,
+/// and its pages stay mapped. A file is known by device and inode; since
+/// the cache holds it open, its inode cannot be reused by another file
+/// meanwhile.
+#[derive(Debug, Default)]
+pub struct SegmentCache {
+    open: std::collections::HashMap<(u64, u64), Segment>,
+}
+
+/// [`list_segments`], reusing the segments `cache` holds and keeping in it
+/// those found now (and only those).
+pub fn list_segments_cached(cache: &mut SegmentCache) -> Vec<SegmentEntry> {
+    list(&search_directories(), Some(cache))
+}
+
+fn list(dirs: &[PathBuf], cache: Option<&mut SegmentCache>) -> Vec<SegmentEntry> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for dir in dirs {
@@ -232,7 +260,16 @@ pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
                 }
             }
             let owner = meta.map(|(_, _, uid)| uid);
-            let segment = Segment::open(&path);
+            let key = meta.map(|(dev, ino, _)| (dev, ino));
+            let cached = cache
+                .as_deref()
+                .zip(key)
+                .and_then(|(c, key)| c.open.get(&key))
+                .filter(|seg| seg.path() == path && seg.intact().is_ok());
+            let segment = match cached {
+                Some(seg) => Ok(seg.clone()),
+                None => Segment::open(&path),
+            };
             out.push(SegmentEntry {
                 path,
                 pid,
@@ -240,6 +277,17 @@ pub fn list_segments_in(dirs: &[PathBuf]) -> Vec<SegmentEntry> {
                 segment,
             });
         }
+    }
+    if let Some(cache) = cache {
+        cache.open = out
+            .iter()
+            .filter_map(|e| {
+                let seg = e.segment.as_ref().ok()?;
+                let meta = seg.file().metadata().ok()?;
+                use std::os::unix::fs::MetadataExt;
+                Some(((meta.dev(), meta.ino()), seg.clone()))
+            })
+            .collect();
     }
     out.sort_by(|a, b| (a.pid, &a.path).cmp(&(b.pid, &b.path)));
     out

@@ -62,9 +62,9 @@ mod proc;
 mod sys;
 
 pub use discovery::{
-    find_by_pid, find_by_pid_in, host_pid, list_segments, list_segments_in, provenance,
-    prune_exited, writer_state, PruneReport, SegmentEntry, Target, WriterState, PRUNE_MAX_ENTRIES,
-    PRUNE_MAX_OPENED, PRUNE_SERVICES_KEPT,
+    find_by_pid, find_by_pid_in, host_pid, list_segments, list_segments_cached, list_segments_in,
+    provenance, prune_exited, writer_state, PruneReport, SegmentCache, SegmentEntry, Target,
+    WriterState, PRUNE_MAX_ENTRIES, PRUNE_MAX_OPENED, PRUNE_SERVICES_KEPT,
 };
 pub use error::{ReadError, WriteError};
 pub use header::HeaderInfo;
@@ -75,6 +75,7 @@ pub use naming::{
     SegmentName, DIR_ENV, FILE_PREFIX,
 };
 pub use options::{ShmOptions, DEFAULT_SITE_EVERY};
+pub use proc::with_locks_read_once;
 pub use region::SERVICE_ENV;
 pub use ring::{Event, EventCursor, MAX_EVENTS_PER_POLL};
 pub use segment::{ClassAges, Segment};

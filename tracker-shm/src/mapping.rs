@@ -91,6 +91,18 @@ impl<'m> ReadView<'m> {
         Some(unsafe { AtomicU32::from_ptr(self.ptr.add(off) as *mut u32).load(Ordering::Relaxed) })
     }
 
+    /// The `N` u32 words from `off`, or `None` if out of bounds or
+    /// unaligned (one check for all of them).
+    #[inline]
+    pub(crate) fn u32s<const N: usize>(&self, off: u64) -> Option<&'m [AtomicU32; N]> {
+        let off = self.check(off, 4 * N as u64, 4)?;
+        // SAFETY: in bounds and 4-aligned (checked; the base is 8-aligned);
+        // atomics are valid for any bit pattern, only loaded through this
+        // shared reference (allowed on read-only memory), and the view's
+        // owner keeps the mapping alive for `'m`.
+        Some(unsafe { &*(self.ptr.add(off) as *const [AtomicU32; N]) })
+    }
+
     /// The class counters at `off`, or `None` if out of bounds or unaligned.
     /// Only their loading methods may be used (`ClassCounters::totals`):
     /// the memory may be mapped read-only.

@@ -155,12 +155,104 @@ pub(crate) fn parse_innermost_pid(status: &str) -> Option<u32> {
 /// The pids holding a `flock` on the file with this device and inode,
 /// from `/proc/locks` (waiters, marked `->`, are not holders). `None` when
 /// `/proc/locks` cannot be read.
+///
+/// Inside [`with_locks_read_once`], the table is read at the first call
+/// and reused by the following ones.
 pub(crate) fn flock_holders(dev: u64, ino: u64) -> Option<Vec<u32>> {
-    Some(parse_flock_holders(
-        &fs::read_to_string("/proc/locks").ok()?,
-        dev,
-        ino,
-    ))
+    LOCKS.with(|cell| {
+        let mut scope = cell.borrow_mut();
+        if let LockScope::NotRead = *scope {
+            *scope = LockScope::Read(
+                fs::read_to_string("/proc/locks")
+                    .ok()
+                    .map(|text| parse_flock_table(&text)),
+            );
+        }
+        match &*scope {
+            LockScope::Outside => Some(parse_flock_holders(
+                &fs::read_to_string("/proc/locks").ok()?,
+                dev,
+                ino,
+            )),
+            LockScope::Read(table) => {
+                let (major, minor) = major_minor(dev);
+                Some(
+                    table
+                        .as_ref()?
+                        .get(&(major, minor, ino))
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            }
+            LockScope::NotRead => unreachable!("read just above"),
+        }
+    })
+}
+
+/// Where [`flock_holders`] gets the lock table from.
+enum LockScope {
+    /// Outside [`with_locks_read_once`]: read at every call.
+    Outside,
+    /// Inside it, before the first look-up.
+    NotRead,
+    /// Inside it: the table as read (`None`: unreadable).
+    Read(Option<FlockTable>),
+}
+
+/// Holders of each locked file, by (major, minor, inode).
+type FlockTable = std::collections::HashMap<(u64, u64, u64), Vec<u32>>;
+
+thread_local! {
+    static LOCKS: std::cell::RefCell<LockScope> = const { std::cell::RefCell::new(LockScope::Outside) };
+}
+
+/// Runs `f` with `/proc/locks` read at most once, at the first look-up
+/// inside it (a reader going over many segments reads it once instead of
+/// once per segment). Locks taken after that look-up are not seen, so `f`
+/// lists the segments before it asks who holds their locks: a writer takes
+/// its lock before its segment appears under its name.
+pub fn with_locks_read_once<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            if self.0 {
+                LOCKS.with(|cell| *cell.borrow_mut() = LockScope::Outside);
+            }
+        }
+    }
+    let outermost = LOCKS.with(|cell| {
+        let mut scope = cell.borrow_mut();
+        let outer = matches!(*scope, LockScope::Outside);
+        if outer {
+            *scope = LockScope::NotRead;
+        }
+        outer
+    });
+    let _reset = Reset(outermost);
+    f()
+}
+
+fn parse_flock_table(locks: &str) -> FlockTable {
+    let mut table = FlockTable::new();
+    for (major, minor, ino, pid) in locks.lines().filter_map(parse_flock_line) {
+        table.entry((major, minor, ino)).or_default().push(pid);
+    }
+    table
+}
+
+/// One holder's line of `/proc/locks`: (major, minor, inode, pid).
+fn parse_flock_line(line: &str) -> Option<(u64, u64, u64, u32)> {
+    // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`
+    let mut f = line.split_whitespace().skip(1);
+    if f.next()? != "FLOCK" {
+        return None; // POSIX and OFD locks, and `->` waiters
+    }
+    let pid: u32 = f.nth(2)?.parse().ok()?;
+    let mut id = f.next()?.split(':');
+    let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+    let min = u64::from_str_radix(id.next()?, 16).ok()?;
+    let inode: u64 = id.next()?.parse().ok()?;
+    Some((maj, min, inode, pid))
 }
 
 /// Splits a `st_dev` into (major, minor) as the kernel's 64-bit encoding
@@ -175,19 +267,9 @@ pub(crate) fn parse_flock_holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
     let (major, minor) = major_minor(dev);
     locks
         .lines()
-        .filter_map(|line| {
-            // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`
-            let mut f = line.split_whitespace().skip(1);
-            if f.next()? != "FLOCK" {
-                return None; // POSIX and OFD locks, and `->` waiters
-            }
-            let pid: u32 = f.nth(2)?.parse().ok()?;
-            let mut id = f.next()?.split(':');
-            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-            let min = u64::from_str_radix(id.next()?, 16).ok()?;
-            let inode: u64 = id.next()?.parse().ok()?;
-            (maj == major && min == minor && inode == ino).then_some(pid)
-        })
+        .filter_map(parse_flock_line)
+        .filter(|&(maj, min, inode, _)| (maj, min, inode) == (major, minor, ino))
+        .map(|(.., pid)| pid)
         .collect()
 }
 

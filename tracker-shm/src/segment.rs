@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracker_core::{ClassSnapshot, ProcessInfo, Snapshot, UnitCount, UnitWindow};
 
@@ -65,11 +66,12 @@ pub struct ClassAges {
     pub ages: tracker_core::age::Ages,
 }
 
-/// A mapped, validated segment.
+/// A mapped, validated segment. Clones share the file and the mapping.
+#[derive(Clone)]
 pub struct Segment {
     path: PathBuf,
-    file: File,
-    map: ReadMap,
+    file: Arc<File>,
+    map: Arc<ReadMap>,
     geo: Geometry,
 }
 
@@ -150,8 +152,8 @@ impl Segment {
         let geo = header::validate(path, map.view())?;
         Ok(Segment {
             path: path.to_path_buf(),
-            file,
-            map,
+            file: Arc::new(file),
+            map: Arc::new(map),
             geo,
         })
     }

@@ -63,8 +63,12 @@ pub struct PsDocument<'a> {
     pub processes: &'a [PsRow],
 }
 
-/// Collects the rows.
+/// Collects the rows (reading the lock table once).
 pub fn rows() -> Vec<PsRow> {
+    tracker_shm::with_locks_read_once(rows_now)
+}
+
+fn rows_now() -> Vec<PsRow> {
     let now = tracker_core::now_unix_ms();
     let entries = list_segments();
     let labels: std::collections::HashMap<(u32, u64), String> =

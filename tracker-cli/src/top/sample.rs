@@ -126,8 +126,11 @@ impl ServiceReader {
     /// processes sample on their own clocks, so a summed point mixes
     /// samples up to one period apart.
     pub fn read(&mut self) -> Option<Sample> {
-        let entries = tracker_shm::list_segments();
-        let members = crate::service::members_of(&entries, Some(&self.service));
+        let (entries, members) = tracker_shm::with_locks_read_once(|| {
+            let entries = tracker_shm::list_segments();
+            let members = crate::service::members_of(&entries, Some(&self.service));
+            (entries, members)
+        });
         let first = members.first()?;
         let segments: Vec<&Segment> = members
             .iter()
