@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use tracker_core::{ClassSnapshot, CountingTracker, EventKind, Tracker};
@@ -74,34 +75,34 @@ pub(crate) fn records_to_py<'py>(
     let list = PyList::empty(py);
     for r in records {
         let d = PyDict::new(py);
-        d.set_item("name", &r.name)?;
-        d.set_item("live", r.live)?;
-        d.set_item("created", r.created)?;
-        d.set_item("destroyed", r.destroyed)?;
-        d.set_item("updated", r.updated)?;
-        d.set_item("first_serial", r.first_serial)?;
-        d.set_item("last_serial", r.last_serial)?;
-        d.set_item("name_truncated", r.name_truncated)?;
-        d.set_item("overflow", r.overflow)?;
-        d.set_item("saturated", r.saturated)?;
+        d.set_item(intern!(py, "name"), &r.name)?;
+        d.set_item(intern!(py, "live"), r.live)?;
+        d.set_item(intern!(py, "created"), r.created)?;
+        d.set_item(intern!(py, "destroyed"), r.destroyed)?;
+        d.set_item(intern!(py, "updated"), r.updated)?;
+        d.set_item(intern!(py, "first_serial"), r.first_serial)?;
+        d.set_item(intern!(py, "last_serial"), r.last_serial)?;
+        d.set_item(intern!(py, "name_truncated"), r.name_truncated)?;
+        d.set_item(intern!(py, "overflow"), r.overflow)?;
+        d.set_item(intern!(py, "saturated"), r.saturated)?;
         // What only segments record is there only when the source has it.
         if let Some(p) = r.peak_live {
-            d.set_item("peak_live", p)?;
+            d.set_item(intern!(py, "peak_live"), p)?;
         }
         if let Some(t) = r.peak_unix_ms {
-            d.set_item("peak_unix_ms", t)?;
+            d.set_item(intern!(py, "peak_unix_ms"), t)?;
         }
         if let Some(a) = &r.ages {
             let ad = PyDict::new(py);
             ad.set_item(
-                "bucket_bounds_s",
+                intern!(py, "bucket_bounds_s"),
                 tracker_core::age::BUCKET_BOUNDS_S.to_vec(),
             )?;
-            ad.set_item("buckets", a.buckets.clone())?;
-            ad.set_item("oldest_s", a.oldest_s)?;
+            ad.set_item(intern!(py, "buckets"), a.buckets.clone())?;
+            ad.set_item(intern!(py, "oldest_s"), a.oldest_s)?;
             let cohorts: Vec<Vec<u64>> = a.cohorts.iter().map(|c| c.to_vec()).collect();
-            ad.set_item("cohorts", cohorts)?;
-            d.set_item("ages", ad)?;
+            ad.set_item(intern!(py, "cohorts"), cohorts)?;
+            d.set_item(intern!(py, "ages"), ad)?;
         }
         list.append(d)?;
     }

@@ -185,6 +185,14 @@ pub fn run(args: &DumpArgs, out: &mut dyn Write) -> CliResult<i32> {
         return Ok(0);
     }
     let mut snap = snapshots::take(&segment)?;
+    if args.format == Format::Json {
+        // The document carries the classes selected, sorted in place.
+        sort_classes(&mut snap.classes, args.sort, args.reverse);
+        select(&mut snap.classes, args.filter.as_deref(), args.top);
+        write_json(out, &snap)?;
+        return Ok(0);
+    }
+    // The table's heading counts the whole inventory, not the selection.
     let mut classes = snap.classes.clone();
     sort_classes(&mut classes, args.sort, args.reverse);
     select(&mut classes, args.filter.as_deref(), args.top);
@@ -224,10 +232,7 @@ pub fn run(args: &DumpArgs, out: &mut dyn Write) -> CliResult<i32> {
             let d = dialect(args.format).unwrap_or(Dialect::OpenMetrics);
             exposition::write(out, d, &[source], exposition_options(args))?
         }
-        Format::Json => {
-            snap.classes = classes;
-            write_json(out, &snap)?;
-        }
+        Format::Json => {} // written above
     }
     Ok(0)
 }

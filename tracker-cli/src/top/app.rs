@@ -71,6 +71,10 @@ pub fn rising(series: &[u32]) -> bool {
     if series.len() < 3 {
         return false;
     }
+    // A flat line (most classes, most of the time) needs no slopes.
+    if series.iter().all(|&v| v == series[0]) {
+        return false;
+    }
     let step = series.len().div_ceil(32);
     let points: Vec<(f64, f64)> = series
         .iter()
@@ -84,11 +88,12 @@ pub fn rising(series: &[u32]) -> bool {
             slopes.push((b.1 - a.1) / (b.0 - a.0));
         }
     }
-    slopes.sort_by(f64::total_cmp);
-    let slope = slopes[slopes.len() / 2];
+    // The medians need only their middle element in place.
+    let mid = slopes.len() / 2;
+    let slope = *slopes.select_nth_unstable_by(mid, f64::total_cmp).1;
     let mut levels: Vec<u32> = series.to_vec();
-    levels.sort_unstable();
-    let median = f64::from(levels[levels.len() / 2]);
+    let mid = levels.len() / 2;
+    let median = f64::from(*levels.select_nth_unstable(mid).1);
     let rise = slope * (series.len() - 1) as f64;
     slope > 0.0 && rise >= 1.0 && rise >= 0.01 * median
 }
@@ -324,11 +329,13 @@ impl App {
                 let change = (i128::from(c.live) - i128::from(base))
                     .clamp(i128::from(i64::MIN), i128::from(i64::MAX))
                     as i64;
-                let rising = if trend.len() >= 3 {
-                    rising(&trend)
-                } else {
-                    cr > dr
-                };
+                // Only a class that gained objects can be growing.
+                let rising = change > 0
+                    && if trend.len() >= 3 {
+                        rising(&trend)
+                    } else {
+                        cr > dr
+                    };
                 Row {
                     slot: *slot,
                     name: tracker_core::escape_control(&c.name).into_owned(),

@@ -125,6 +125,7 @@ fn event_loop(
     let mut scroll = view::Scroll::default();
     let palette = view::Palette::from_env();
     let draw_err = |e: std::io::Error| CliError::Terminal(format!("cannot draw: {e}"));
+    let (mut drawn_samples, mut drawn_at, mut input_seen) = (u64::MAX, Instant::now(), true);
     loop {
         if terminate.load(Ordering::Relaxed) {
             return Ok(0);
@@ -151,24 +152,36 @@ fn event_loop(
                 next_refresh = Instant::now() + interval;
             }
         }
-        terminal
-            .draw(|f| match &picker {
-                Some(p) => view::draw_picker(f, p),
-                None => {
-                    let inputs = view::Inputs {
-                        now_unix_ms: tracker_core::now_unix_ms(),
-                        palette,
-                    };
-                    view::draw(f, &app, &mut scroll, &inputs)
-                }
-            })
-            .map_err(draw_err)?;
+        // Drawn after new data or input, and once a second for the clocks
+        // on screen; a pass that only checks the termination flag draws
+        // nothing.
+        if app.samples != drawn_samples
+            || input_seen
+            || drawn_at.elapsed() >= Duration::from_secs(1)
+        {
+            terminal
+                .draw(|f| match &picker {
+                    Some(p) => view::draw_picker(f, p),
+                    None => {
+                        let inputs = view::Inputs {
+                            now_unix_ms: tracker_core::now_unix_ms(),
+                            palette,
+                        };
+                        view::draw(f, &app, &mut scroll, &inputs)
+                    }
+                })
+                .map_err(draw_err)?;
+            drawn_samples = app.samples;
+            drawn_at = Instant::now();
+            input_seen = false;
+        }
         let wait = next_refresh
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(250));
         if !event::poll(wait).map_err(draw_err)? {
             continue;
         }
+        input_seen = true;
         let key = match event::read().map_err(draw_err)? {
             Event::Key(k) if k.kind != KeyEventKind::Release => k,
             _ => continue, // resize and others: redrawn on the next pass
