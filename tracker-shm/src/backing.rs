@@ -103,7 +103,7 @@ pub(crate) fn initial_ranges(g: &Geometry, classes: u64, sites: u64) -> Vec<(u64
     }
     ranges
         .into_iter()
-        .map(|(a, b)| (a, b.min(up(g.total_size))))
+        .map(|(a, b)| (a, b.min(g.total_size)))
         .filter(|(a, b)| a < b)
         .collect()
 }
@@ -135,7 +135,7 @@ impl Backing {
             end[table.index()] = if n == 0 {
                 offset
             } else {
-                (offset + n * size).div_ceil(page) * page
+                ((offset + n * size).div_ceil(page) * page).min(g.total_size)
             };
             v.word(word).store(
                 whole_slots(end[table.index()], offset, size, capacity),
@@ -188,7 +188,8 @@ impl Backing {
             return false;
         };
         let page = sys::page_size();
-        let end = needed.div_ceil(page) * page;
+        // Whole pages, but never past the file's end (which would grow it).
+        let end = (needed.div_ceil(page) * page).min(g.total_size);
         if sys::allocate(file, s.end[t], end - s.end[t]).is_err() {
             s.full[t] = true;
             return false;
@@ -220,6 +221,10 @@ mod tests {
         assert_eq!(r[2], (g.ring_offset, g.total_size));
         let total: u64 = r.iter().map(|(a, b)| b - a).sum();
         assert!(total <= g.class_offset + 2 * page + 512 * 32, "{total}");
+        // Never past the file's end, so reserving never grows the file.
+        let small = Geometry::with_sites(4, 0, 1, 3);
+        let r = initial_ranges(&small, 3, 3);
+        assert!(r.iter().all(|&(_, b)| b <= small.total_size), "{r:?}");
         let r = initial_ranges(&g, 10, 3);
         assert!(r.contains(&(g.class_offset, (g.class_slot(10)).div_ceil(page) * page)));
         assert!(r.contains(&(g.site_offset, (g.site_slot(3)).div_ceil(page) * page)));

@@ -703,3 +703,30 @@ fn a_segment_stores_what_its_classes_use() {
     let snap = seg.snapshot("alive");
     assert_eq!(snap.classes.iter().filter(|c| c.live == 10).count(), 100);
 }
+
+#[test]
+fn reserving_the_last_slots_never_grows_the_file() {
+    let dir = TestDir::new("no-growth");
+    // Events off: the site table ends the file.
+    let tracker = ShmTracker::new(ShmOptions {
+        events: false,
+        class_capacity: 3,
+        site_capacity: 3,
+        ..dir.options()
+    });
+    let path = tracker.path().unwrap();
+    let size = layout::Geometry::with_sites(3, 0, 96, 3).total_size;
+    assert_eq!(fs::metadata(&path).unwrap().len(), size);
+    for i in 0..4 {
+        let class = ClassId::named(&format!("growth.C{i}"));
+        tracker.notify(EventKind::Attached, class, i + 1);
+        let frames = vec![tracker_shm::Frame {
+            file: "app.py".into(),
+            line: i,
+            function: "f".into(),
+        }];
+        let _ = tracker.site(class, i, || frames);
+    }
+    assert_eq!(fs::metadata(&path).unwrap().len(), size);
+    assert_eq!(Segment::open(&path).unwrap().sites().len(), 3);
+}
