@@ -93,10 +93,10 @@ impl ShmTracker {
         fork::register(&inner);
         let tracker = ShmTracker { inner };
         tracker.start_sampler();
-        if !tracker.inner.options.sampler {
-            // Without a sampler thread, prune here (the work is bounded).
-            tracker.inner.prune();
-        }
+        // Pruned here, before the application goes on (the work is
+        // bounded): a worker that lives for milliseconds still removes its
+        // predecessors' leftovers.
+        tracker.inner.prune();
         tracker
     }
 
@@ -159,9 +159,10 @@ impl ShmTracker {
                             inner.sample();
                             // Segments of exited processes (forked children
                             // that left by os._exit or exec included) are
-                            // pruned at start and then every PRUNE_EVERY
-                            // samples, off the application's threads.
-                            if samples % PRUNE_EVERY == 0 {
+                            // pruned when a segment is made and then every
+                            // PRUNE_EVERY samples, off the application's
+                            // threads.
+                            if samples % PRUNE_EVERY == PRUNE_EVERY - 1 {
                                 inner.prune();
                             }
                             samples += 1;
@@ -334,6 +335,9 @@ impl ShmTracker {
         self.inner.reported.store(problem.is_some(), Relaxed);
         self.inner.damage_reported.store(false, Relaxed);
         self.start_sampler();
+        // A recycled worker removes the leftovers of the workers before it
+        // (see `ShmTracker::new`).
+        self.inner.prune();
         problem
     }
 
