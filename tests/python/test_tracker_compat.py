@@ -332,3 +332,58 @@ def test_replaced_methods_and_unusual_entries_take_the_python_call():
     w3 = Widget()
     w3._set_tracker(t)
     assert t["Widget"].allocated == 1
+
+
+# The entries' counts are native fields of TrackedType's base
+
+
+def test_entry_counts_keep_any_value_python_arithmetic_decides():
+    e = TrackedType()
+    for value in (2**70, True, 1.5, "n", None):
+        e.allocated = value
+        assert e.allocated is value or e.allocated == value
+    e.allocated = 2**63 - 1
+    t = Tracker()
+    t["Widget"] = e
+    w = Widget()
+    w._set_tracker(t)  # past 64 bits: the Python call counts
+    assert e.allocated == 2**63
+    e.allocated = -5
+    e.deallocated = 7
+    del w
+    assert (e.allocated, e.deallocated) == (-6, 8)
+    with pytest.raises(AttributeError):
+        del e.allocated
+
+
+def test_entries_copy_and_pickle_with_their_counts():
+    t = Tracker()
+    kept = [Widget() for _ in range(3)]
+    for w in kept:
+        w._set_tracker(t)
+    del kept[0]
+    t["Widget"].note = "mine"
+    t["Widget"].deallocated = 2**70  # held as a Python int
+    copies = [copy.copy(t["Widget"]), copy.deepcopy(t["Widget"])]
+    copies += [pickle.loads(pickle.dumps(t, proto))["Widget"] for proto in range(pickle.HIGHEST_PROTOCOL + 1)]
+    for c in copies:
+        assert type(c) is TrackedType
+        assert (c.allocated, c.deallocated, c.note, c.objtype) == (2, 2**70, "mine", Widget)
+        assert c.objects is None
+
+
+def test_a_class_attribute_shadowing_the_counts_takes_the_python_call():
+    t = Tracker()
+    TrackedType.allocated = 100  # the class-level value shadows the native field
+    try:
+        w = Widget()
+        w._set_tracker(t)
+        entry = t["Widget"]
+        # The Python call: read 100 from the class, store 101 on the instance.
+        assert entry.__dict__["allocated"] == 101 and entry.allocated == 101
+    finally:
+        del TrackedType.allocated
+    assert entry.allocated == 0  # the native field again, untouched meanwhile
+    w2 = Widget()
+    w2._set_tracker(t)
+    assert entry.allocated == 1

@@ -270,6 +270,23 @@ struct PendingError {
 }
 
 impl PendingError {
+    /// No exception was being raised.
+    #[cfg(Py_3_12)]
+    const NONE: PendingError = PendingError {
+        exc: ptr::null_mut(),
+    };
+    #[cfg(not(Py_3_12))]
+    const NONE: PendingError = PendingError {
+        parts: [ptr::null_mut(); 3],
+    };
+
+    fn is_none(&self) -> bool {
+        #[cfg(Py_3_12)]
+        return self.exc.is_null();
+        #[cfg(not(Py_3_12))]
+        return self.parts[0].is_null();
+    }
+
     /// Takes the current exception (if any), leaving none set.
     ///
     /// # Safety
@@ -278,6 +295,10 @@ impl PendingError {
     unsafe fn take() -> Self {
         // SAFETY: GIL held (contract); the references move into `self`.
         unsafe {
+            // The common case, nothing being raised, without the calls.
+            if ffi::PyErr_Occurred().is_null() {
+                return PendingError::NONE;
+            }
             #[cfg(Py_3_12)]
             return PendingError {
                 exc: ffi::PyErr_GetRaisedException(),
@@ -317,6 +338,12 @@ impl PendingError {
     unsafe fn restore(self) {
         // SAFETY: GIL held (contract); the references move back to CPython.
         unsafe {
+            if self.is_none() {
+                if !ffi::PyErr_Occurred().is_null() {
+                    ffi::PyErr_Clear();
+                }
+                return;
+            }
             #[cfg(Py_3_12)]
             {
                 if self.exc.is_null() {

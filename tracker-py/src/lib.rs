@@ -172,6 +172,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_typecache_stats, m)?)?;
     m.add_function(wrap_pyfunction!(escape_control, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<stock::EntryCounts>()?;
     m.add_function(wrap_pyfunction!(stock::_register_stock_tracker, m)?)?;
     Ok(())
 }

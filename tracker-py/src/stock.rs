@@ -8,10 +8,17 @@
 //! functions do, on the same Python objects: look up the entry by the
 //! class's `__name__` in the tracker dict, and, when the entry is exactly a
 //! `TrackedType` with object tracking off, add to its `allocated` (and
-//! `deallocated`) integers. Everything else (a missing entry, an entry of
-//! another class, object tracking on, a value that is not a plain integer,
+//! `deallocated`) counts. Everything else (a missing entry, an entry of
+//! another class, object tracking on, a count that is not a plain integer,
 //! any subclass of `Tracker`) takes the Python call, unchanged: the
 //! behaviour is the stock functions' in every case.
+//!
+//! An entry's two counts live in its native base, [`EntryCounts`], as
+//! machine integers while they hold plain integers: counting adds one to a
+//! field, with no dict look-up and no integer object made. Set to anything
+//! else (a float, a huge integer, a `bool`), a count keeps that object and
+//! Python arithmetic decides from then on, as it did when the counts were
+//! ordinary attributes.
 
 #![allow(unsafe_code)]
 
@@ -20,9 +27,125 @@ use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 use tracker_core::EventKind;
 
 use crate::dispatch::Subject;
+use crate::gil::GilCell;
+
+/// One count of an entry.
+enum Count {
+    /// A plain integer that fits in 64 bits: counted here.
+    Int(i64),
+    /// Anything else the count was set to (a float, a huge integer, a
+    /// `bool`, ...): Python arithmetic decides, on the Python path.
+    Object(Py<PyAny>),
+}
+
+impl Count {
+    fn to_object(&self, py: Python<'_>) -> Py<PyAny> {
+        match self {
+            Count::Int(n) => n
+                .into_pyobject(py)
+                .map_or_else(|e| match e {}, |v| v.into_any().unbind()),
+            Count::Object(o) => o.clone_ref(py),
+        }
+    }
+
+    fn from_object(value: &Bound<'_, PyAny>) -> Count {
+        // SAFETY: a live object; the check reads its type.
+        let exact_int = unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } != 0;
+        match exact_int.then(|| value.extract::<i64>().ok()).flatten() {
+            Some(n) => Count::Int(n),
+            None => Count::Object(value.clone().unbind()),
+        }
+    }
+}
+
+/// The native base of `TrackedType`: its `allocated` and `deallocated`
+/// counts (see the module documentation).
+#[pyclass(frozen, subclass, name = "_EntryCounts", module = "pytracker._native")]
+pub(crate) struct EntryCounts {
+    /// `allocated`, `deallocated`.
+    counts: GilCell<[Count; 2]>,
+}
+
+#[pymethods]
+impl EntryCounts {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        EntryCounts {
+            counts: GilCell::new([Count::Int(0), Count::Int(0)]),
+        }
+    }
+
+    /// Objects attached now (0 for a new entry).
+    #[getter]
+    fn allocated(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 0)
+    }
+
+    #[setter]
+    fn set_allocated(&self, value: &Bound<'_, PyAny>) {
+        self.set(0, value)
+    }
+
+    /// Objects destroyed (0 for a new entry).
+    #[getter]
+    fn deallocated(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 1)
+    }
+
+    #[setter]
+    fn set_deallocated(&self, value: &Bound<'_, PyAny>) {
+        self.set(1, value)
+    }
+}
+
+impl EntryCounts {
+    fn get(&self, py: Python<'_>, i: usize) -> Py<PyAny> {
+        self.counts.with(py, |c| c[i].to_object(py))
+    }
+
+    /// Sets count `i` (deleting one is refused by the attribute machinery).
+    fn set(&self, i: usize, value: &Bound<'_, PyAny>) {
+        let new = Count::from_object(value);
+        // The old value is dropped after the cell is released: dropping it
+        // may run Python code.
+        let old = self
+            .counts
+            .with(value.py(), |c| std::mem::replace(&mut c[i], new));
+        drop(old);
+    }
+
+    /// Adds one to `allocated` (attach), or moves one from `allocated` to
+    /// `deallocated` (destroy); false, with nothing changed, unless the
+    /// counts involved are plain integers and the results fit.
+    #[inline]
+    fn count(&self, py: Python<'_>, kind: EventKind) -> bool {
+        self.counts.with(py, |c| match (kind, &c[0], &c[1]) {
+            (EventKind::Attached, &Count::Int(a), _) => match a.checked_add(1) {
+                Some(a) => {
+                    c[0] = Count::Int(a);
+                    true
+                }
+                None => false,
+            },
+            (EventKind::Destroyed, &Count::Int(a), &Count::Int(d)) => {
+                match (a.checked_sub(1), d.checked_add(1)) {
+                    (Some(a), Some(d)) => {
+                        c[0] = Count::Int(a);
+                        c[1] = Count::Int(d);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        })
+    }
+}
 
 /// `Tracker`, `TrackedType`, and the stock `notify_attached` and
 /// `notify_destroyed` functions (strong references kept for the process's
@@ -31,6 +154,10 @@ static TRACKER: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static ENTRY: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static ATTACHED_FN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static DESTROYED_FN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+/// `EntryCounts` and its `allocated` and `deallocated` descriptors (the
+/// type keeps them alive; the type is kept for the process's life).
+static COUNTS_TYPE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+static DESCRIPTORS: [AtomicPtr<ffi::PyObject>; 2] = [const { AtomicPtr::new(ptr::null_mut()) }; 2];
 
 /// Interned attribute names.
 static NAMES: [AtomicPtr<ffi::PyObject>; 5] = [const { AtomicPtr::new(ptr::null_mut()) }; 5];
@@ -44,13 +171,20 @@ fn name(i: usize) -> *mut ffi::PyObject {
     NAMES[i].load(Relaxed)
 }
 
-/// Registers the stock classes (called once by `pytracker._tracker`).
+/// Registers the stock classes (called once by `pytracker._tracker`):
+/// `entry` must derive from `_EntryCounts`.
 #[pyfunction]
 pub(crate) fn _register_stock_tracker(
     tracker: &Bound<'_, pyo3::types::PyType>,
     entry: &Bound<'_, pyo3::types::PyType>,
 ) -> PyResult<()> {
     let py = tracker.py();
+    let counts = py.get_type::<EntryCounts>();
+    if !entry.is_subclass(&counts)? {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "the stock entry class must derive from pytracker._native._EntryCounts",
+        ));
+    }
     for (i, n) in [
         "allocated",
         "deallocated",
@@ -75,6 +209,13 @@ pub(crate) fn _register_stock_tracker(
         dict.get_item("notify_destroyed")?.unbind().into_ptr(),
         Relaxed,
     );
+    let own = counts.getattr("__dict__")?;
+    for (i, n) in ["allocated", "deallocated"].into_iter().enumerate() {
+        // Borrowed: the type's dict keeps the descriptor while the type
+        // lives, and the type is kept below.
+        DESCRIPTORS[i].store(own.get_item(n)?.as_ptr(), Relaxed);
+    }
+    COUNTS_TYPE.store(counts.unbind().into_ptr(), Relaxed);
     ENTRY.store(entry.clone().unbind().into_ptr(), Relaxed);
     TRACKER.store(tracker.clone().unbind().into_ptr(), Relaxed);
     Ok(())
@@ -109,15 +250,7 @@ pub(crate) unsafe fn try_count(
         if !classes_unchanged() {
             return false;
         }
-        let own = ffi::PyObject_GenericGetDict(tracker, ptr::null_mut());
-        if own.is_null() {
-            ffi::PyErr_Clear();
-            return false;
-        }
-        let replaced = ffi::PyDict_Size(own) != 0 && ffi::PyDict_Contains(own, method) != 0;
-        ffi::Py_DECREF(own);
-        if replaced {
-            ffi::PyErr_Clear();
+        if replaced_on(tracker, method) {
             return false;
         }
         // entry = self.get(objtype.__name__)
@@ -141,20 +274,47 @@ pub(crate) unsafe fn try_count(
     }
 }
 
+/// Whether the instance `obj` has its own attribute `method` (in its
+/// `__dict__`), which replaces the class's function.
+///
+/// # Safety
+/// GIL held; `obj` a live object of a class with instance dicts.
+#[inline]
+unsafe fn replaced_on(obj: *mut ffi::PyObject, method: *mut ffi::PyObject) -> bool {
+    // SAFETY: per the contract above; the new reference is released.
+    unsafe {
+        let own = ffi::PyObject_GenericGetDict(obj, ptr::null_mut());
+        if own.is_null() {
+            ffi::PyErr_Clear();
+            return true;
+        }
+        // `Contains` fails only if comparing keys raises, which a str key
+        // cannot make it do; a failure counts as replaced.
+        let replaced = ffi::PyDict_Size(own) != 0 && ffi::PyDict_Contains(own, method) != 0;
+        ffi::Py_DECREF(own);
+        if replaced {
+            ffi::PyErr_Clear();
+        }
+        replaced
+    }
+}
+
 /// The version tags of `Tracker` and `TrackedType` when they were last
 /// found unchanged (0: check again).
 static CHECKED_TAGS: [std::sync::atomic::AtomicU32; 2] =
     [const { std::sync::atomic::AtomicU32::new(0) }; 2];
-/// `TrackedType`'s class-level defaults of `allocated`, `deallocated` and
-/// `objects` (borrowed from its dict; valid while its tag is unchanged).
-static DEFAULTS: [AtomicPtr<ffi::PyObject>; 3] = [const { AtomicPtr::new(ptr::null_mut()) }; 3];
+/// `TrackedType`'s class-level default of `objects` (borrowed from its
+/// dict; valid while its tag is unchanged).
+static OBJECTS_DEFAULT: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// Whether `Tracker.notify_attached`/`notify_destroyed` are the stock
-/// functions and `TrackedType`'s `allocated`, `deallocated` and `objects`
-/// are plain class attributes (no descriptor that would run code or store
-/// elsewhere), so that reading and writing an entry's instance dict is what
-/// attribute access would do. Looked at again only when a class changes
-/// (its version tag).
+/// functions, `TrackedType`'s `allocated` and `deallocated` are the
+/// `_EntryCounts` fields (not shadowed anywhere along its MRO) and its
+/// `objects` a plain class attribute `None` (no descriptor that would run
+/// code or store elsewhere), so that counting in the fields and reading the
+/// instance dict is what attribute access would do. Looked at again only
+/// when a class changes (its version tag, which also changes when a base
+/// changes).
 ///
 /// # Safety
 /// GIL held; the classes registered.
@@ -189,21 +349,17 @@ unsafe fn classes_unchanged() -> bool {
         {
             return false;
         }
-        for (i, key) in [ALLOCATED, DEALLOCATED, OBJECTS].into_iter().enumerate() {
-            let v = ffi::PyDict_GetItemWithError(edict, name(key));
-            ffi::PyErr_Clear();
-            // A plain value: an int for the counts, None for `objects`.
-            let plain = !v.is_null()
-                && if key == OBJECTS {
-                    v == ffi::Py_None()
-                } else {
-                    ffi::PyLong_CheckExact(v) != 0
-                };
-            if !plain {
+        for (i, key) in [ALLOCATED, DEALLOCATED].into_iter().enumerate() {
+            if mro_lookup(entry, name(key)) != DESCRIPTORS[i].load(Relaxed) {
                 return false;
             }
-            DEFAULTS[i].store(v, Relaxed);
         }
+        let objects = ffi::PyDict_GetItemWithError(edict, name(OBJECTS));
+        ffi::PyErr_Clear();
+        if objects != ffi::Py_None() {
+            return false;
+        }
+        OBJECTS_DEFAULT.store(objects, Relaxed);
         // Tags are given lazily; ask for them so the next check is cheap.
         let tags = [
             crate::typecache::assign_tag(tracker),
@@ -215,124 +371,66 @@ unsafe fn classes_unchanged() -> bool {
     }
 }
 
+/// What `key` resolves to on the type `ty` (the first class along its MRO
+/// whose dict has it; borrowed), or null. Runs no Python code.
+///
+/// # Safety
+/// GIL held; `ty` a live, ready type; `key` a str.
+unsafe fn mro_lookup(ty: *mut ffi::PyTypeObject, key: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above; a ready type's MRO is a tuple of
+    // types, kept alive by the type.
+    unsafe {
+        let mro = (*ty).tp_mro;
+        if mro.is_null() {
+            return ptr::null_mut();
+        }
+        for i in 0..ffi::PyTuple_GET_SIZE(mro) {
+            let base = ffi::PyTuple_GET_ITEM(mro, i) as *mut ffi::PyTypeObject;
+            let dict = (*base).tp_dict;
+            if dict.is_null() {
+                continue;
+            }
+            let v = ffi::PyDict_GetItemWithError(dict, key);
+            if !v.is_null() {
+                return v;
+            }
+            ffi::PyErr_Clear();
+        }
+        ptr::null_mut()
+    }
+}
+
 /// `allocated += 1`, or `allocated -= 1; deallocated += 1`, on an entry
-/// with object tracking off and plain integer counts, through its instance
-/// dict (the class attributes being plain, see [`classes_unchanged`]).
+/// with object tracking off and plain integer counts (the class attributes
+/// being the fields, see [`classes_unchanged`]).
 ///
 /// # Safety
 /// GIL held; `entry` a live TrackedType; [`classes_unchanged`] just held.
 unsafe fn count(kind: EventKind, entry: *mut ffi::PyObject) -> bool {
-    // SAFETY: per the contract above; new references are released.
+    // SAFETY: per the contract above; the new reference is released.
     unsafe {
         let dict = ffi::PyObject_GenericGetDict(entry, ptr::null_mut());
         if dict.is_null() {
             ffi::PyErr_Clear();
             return false;
         }
-        let done = count_in(kind, dict);
-        ffi::Py_DECREF(dict);
-        done
-    }
-}
-
-/// [`count`] on the entry's instance dict.
-///
-/// # Safety
-/// As [`count`]; `dict` a live dict.
-unsafe fn count_in(kind: EventKind, dict: *mut ffi::PyObject) -> bool {
-    // SAFETY: per the contract above.
-    unsafe {
-        let Some(objects) = lookup(dict, OBJECTS, 2) else {
-            return false;
+        // `objects`: the instance's own value, else the class default.
+        let objects = ffi::PyDict_GetItemWithError(dict, name(OBJECTS));
+        let tracking = if objects.is_null() {
+            !ffi::PyErr_Occurred().is_null() || OBJECTS_DEFAULT.load(Relaxed) != ffi::Py_None()
+        } else {
+            objects != ffi::Py_None()
         };
-        if objects != ffi::Py_None() {
+        ffi::Py_DECREF(dict);
+        if tracking {
+            ffi::PyErr_Clear();
             return false; // `track`/`untrack` record the object
         }
-        let Some(allocated) = lookup(dict, ALLOCATED, 0).and_then(|v| int(v)) else {
-            return false;
-        };
-        if kind == EventKind::Attached {
-            return store(dict, ALLOCATED, allocated.checked_add(1));
-        }
-        let Some(deallocated) = lookup(dict, DEALLOCATED, 1).and_then(|v| int(v)) else {
-            return false;
-        };
-        let (a, d) = (allocated.checked_sub(1), deallocated.checked_add(1));
-        if a.is_none() || d.is_none() || !store(dict, ALLOCATED, a) {
-            return false;
-        }
-        if !store(dict, DEALLOCATED, d) {
-            // Leave the entry as it was: the Python call does it all.
-            store(dict, ALLOCATED, Some(allocated));
-            return false;
-        }
-        true
-    }
-}
-
-/// `dict[names[key]]`, or the class default `DEFAULTS[default]` when the
-/// instance has none (borrowed); `None` on an error.
-///
-/// # Safety
-/// GIL held; `dict` live; the defaults checked by [`classes_unchanged`].
-unsafe fn lookup(
-    dict: *mut ffi::PyObject,
-    key: usize,
-    default: usize,
-) -> Option<*mut ffi::PyObject> {
-    // SAFETY: per the contract above.
-    unsafe {
-        let v = ffi::PyDict_GetItemWithError(dict, name(key));
-        if !v.is_null() {
-            return Some(v);
-        }
-        if !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear();
-            return None;
-        }
-        Some(DEFAULTS[default].load(Relaxed))
-    }
-}
-
-/// The value of an exact `int` that fits an i64.
-///
-/// # Safety
-/// GIL held; `v` live.
-unsafe fn int(v: *mut ffi::PyObject) -> Option<i64> {
-    // SAFETY: per the contract above.
-    unsafe {
-        if ffi::PyLong_CheckExact(v) == 0 {
-            return None;
-        }
-        let n = ffi::PyLong_AsLongLong(v);
-        if n == -1 && !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear();
-            return None;
-        }
-        Some(n)
-    }
-}
-
-/// `dict[names[key]] = value`; false (nothing stored) if `value` is None or
-/// storing failed.
-///
-/// # Safety
-/// GIL held; `dict` live.
-unsafe fn store(dict: *mut ffi::PyObject, key: usize, value: Option<i64>) -> bool {
-    let Some(value) = value else { return false };
-    // SAFETY: per the contract above.
-    unsafe {
-        let v = ffi::PyLong_FromLongLong(value);
-        if v.is_null() {
-            ffi::PyErr_Clear();
-            return false;
-        }
-        let r = ffi::PyDict_SetItem(dict, name(key), v);
-        ffi::Py_DECREF(v);
-        if r != 0 {
-            ffi::PyErr_Clear();
-            return false;
-        }
-        true
+        let py = Python::assume_attached();
+        // SAFETY (cast): `entry`'s type is exactly TrackedType, checked by
+        // the caller, which derives from `_EntryCounts` (checked at
+        // registration); the reference is borrowed for this call only.
+        let counts = pyo3::Borrowed::from_ptr(py, entry).cast_unchecked::<EntryCounts>();
+        counts.get().count(py, kind)
     }
 }

@@ -5,7 +5,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, SupportsIndex, TextIO, final
 
-from typing_extensions import disjoint_base
+from typing_extensions import Self, disjoint_base
 
 from ._types import ClassRecord, SnapshotRecord
 
@@ -31,6 +31,7 @@ __all__ = [
     "_typecache_stats",
     "escape_control",
     "__version__",
+    "_EntryCounts",
     "_register_stock_tracker",
     "_record_creators",
     "_creator_tag",
@@ -168,6 +169,15 @@ def _after_fork_child() -> None: ...
 def _typecache_stats() -> tuple[int, int]: ...
 def escape_control(text: str) -> str:
     """``text`` with control characters escaped, safe to print."""
+
+@disjoint_base
+class _EntryCounts:
+    """The native counts of a ``TrackedType`` entry."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    # Integers unless a caller sets them to something else.
+    allocated: int
+    deallocated: int
 
 def _register_stock_tracker(tracker: type, entry: type) -> None: ...
 def _site_stats() -> tuple[int, int]:

@@ -33,25 +33,41 @@ class TrackerMixin:
         """The object is being destroyed."""
 
 
-class TrackedType:
+class TrackedType(_native._EntryCounts):
     """One entry of a :class:`Tracker`: usually one class's objects.
 
     ``allocated`` counts the objects attached now, ``deallocated`` those
     destroyed (a tracker change is not a retirement); ``objects`` maps serial
     to bundle for live objects while object tracking is on, else is
-    ``None``. Made with no arguments, an entry has these class-level
-    defaults (``objtype`` ``None``); it accepts any other attribute a
-    tracker wants to keep on it.
+    ``None``. A new entry starts with both counts 0, ``objects`` ``None``
+    and ``objtype`` ``None`` (unless given); it accepts any other attribute
+    a tracker wants to keep on it.
+
+    The two counts are kept natively, so that the stock :class:`Tracker`
+    counts without a Python call; they take any value (a float, say), and
+    Python arithmetic then decides, as for ordinary attributes.
     """
 
     objtype: Any = None
-    allocated: int = 0
-    deallocated: int = 0
     objects: dict[int, Any] | None = None
 
     def __init__(self, objtype: Any = None) -> None:
         if objtype is not None:
             self.objtype = objtype
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__, allocated=self.allocated, deallocated=self.deallocated)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.allocated = state.pop("allocated", 0)
+        self.deallocated = state.pop("deallocated", 0)
+        self.__dict__.update(state)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Made by the class's own __new__ under every pickle protocol (0 and
+        # 1 would otherwise call object.__new__, which refuses a native base).
+        return (_new_entry, (type(self),), self.__getstate__())
 
     @property
     def track_objects(self) -> bool:
@@ -90,6 +106,11 @@ class TrackedType:
             self.allocated,
             self.deallocated,
         )
+
+
+def _new_entry(cls: type[TrackedType]) -> TrackedType:
+    """A new entry of ``cls``, its state to be set (unpickling, copying)."""
+    return cls.__new__(cls)
 
 
 def _object_line(serial: int, bundle: Any) -> str:
