@@ -66,10 +66,11 @@ test: build system-deps ## build, then run every test (cargo and pytest)
 	PYTRACKER_BIN_DIR=$(abspath $(BIN)) $(PY) -m pytest tests/fleet -q -p no:cacheprovider
 
 .PHONY: lint
-lint: toolchain venv ## cargo fmt --check, clippy with warnings denied, ruff on the Python code
+lint: toolchain venv ## cargo fmt --check, clippy with warnings denied, ruff check and ruff format --check on the Python code
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 .PHONY: msrv
 msrv: toolchain ## no std API newer than the declared rust-version (clippy's incompatible_msrv, denied)

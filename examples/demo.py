@@ -33,7 +33,9 @@ def start_workload():
     # Wait until its segment is published.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        r = subprocess.run([tool("pytracker-cli"), "dump", "--pid", str(proc.pid), "--format", "csv"], capture_output=True)
+        r = subprocess.run(
+            [tool("pytracker-cli"), "dump", "--pid", str(proc.pid), "--format", "csv"], capture_output=True
+        )
         if r.returncode == 0:
             return proc
         time.sleep(0.1)
@@ -47,7 +49,10 @@ def main():
         if sys.stdout.isatty() and sys.stdin.isatty():
             subprocess.run([tool("pytracker-top"), "--pid", str(proc.pid), "--interval", "500ms"])
             return
-        print("pytracker demo: workload pid %d exports its inventory; no terminal, so dumps instead of pytracker-top\n" % proc.pid)
+        print(
+            "pytracker demo: workload pid %d exports its inventory; no terminal, so dumps instead of pytracker-top\n"
+            % proc.pid
+        )
         for _ in range(3):
             time.sleep(1.0)
             print("$ pytracker-cli dump --pid %d" % proc.pid)

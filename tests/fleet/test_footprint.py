@@ -53,7 +53,9 @@ def tmpfs(path, size):
     """A real tmpfs of `size` at `path` (needs root, which CI has)."""
     assert os.geteuid() == 0, "these tests mount tmpfs file systems: run them as root (CI does)"
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=1777" % size, "tmpfs", str(path)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=%s,mode=1777" % size, "tmpfs", str(path)], capture_output=True, text=True
+    )
     assert r.returncode == 0, "cannot mount a tmpfs: %s" % r.stderr
     try:
         yield path
@@ -123,7 +125,9 @@ def test_a_full_tmpfs_folds_classes_and_never_faults(tmp_path, monkeypatch):
     # and about 25 class slots; the process has 100 classes.
     with tmpfs(tmp_path / "shm", "96k") as shm:
         monkeypatch.setenv("PYTRACKER_DIR", str(shm))
-        p = subprocess.Popen([sys.executable, "-c", FULL, "100"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", FULL, "100"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         try:
             path = p.stdout.readline().strip()
             assert path.startswith(str(shm)), path
@@ -175,7 +179,9 @@ def test_a_thousand_worker_recycles_leave_a_bounded_directory(shm_dir):
     """Workers leaving by os._exit and by SIGKILL, 1,000 of them: the
     directory keeps the live master, the 8 newest exited segments and the
     newest of the service, and the last worker's inventory stays readable."""
-    p = subprocess.Popen([sys.executable, "-c", RECYCLER, "1000", "8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", RECYCLER, "1000", "8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout.readline().strip() == "done"
         # Each worker prunes as it starts: at most the last 8 to exit are

@@ -105,11 +105,7 @@ def test_a_container_with_its_own_dev_shm_is_found_through_its_root(tmp_path, mo
     w = subprocess.Popen(unshare() + ["sh", "-c", inner], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline().strip() == "1", "the writer is pid 1 of its namespace"
-        rows = [
-            p
-            for p in json.loads(cli("ps", "--format", "json"))["processes"]
-            if p.get("service") == "mounted"
-        ]
+        rows = [p for p in json.loads(cli("ps", "--format", "json"))["processes"] if p.get("service") == "mounted"]
         assert len(rows) == 1, rows
         (row,) = rows
         host = row["host_pid"]

@@ -95,13 +95,29 @@ def test_old_survivors_are_told_from_churn_and_a_filled_pool(shm_dir):
         r = run_tool("pytracker-cli", "check", "--pid", pid, "--max", "Cached=2")
         assert r.returncode == 1, r.stdout + r.stderr
         r = run_tool(
-            "pytracker-cli", "check", "--pid", pid, "--older-than", "1s",
-            "--max", "Cached=2", "--max", "Pooled=200",
+            "pytracker-cli",
+            "check",
+            "--pid",
+            pid,
+            "--older-than",
+            "1s",
+            "--max",
+            "Cached=2",
+            "--max",
+            "Pooled=200",
         )
         assert r.returncode == 0, r.stdout + r.stderr
         r = run_tool(
-            "pytracker-cli", "check", "--pid", pid, "--older-than", "1s",
-            "--max", "Cached=2", "--max", "Leaky=5",
+            "pytracker-cli",
+            "check",
+            "--pid",
+            pid,
+            "--older-than",
+            "1s",
+            "--max",
+            "Cached=2",
+            "--max",
+            "Leaky=5",
         )
         assert r.returncode == 1, r.stdout + r.stderr
         assert "Leaky" in r.stdout and "at least 1s old" in r.stdout
@@ -269,7 +285,7 @@ def test_service_name_and_csv_buckets(shm_dir):
         assert header[7:11] == ["peak_live", "peak_unix_ms", "oldest_s", "retained"]
         assert header[11] == "age_lt_5s" and header[-1] == "age_ge_3d"
         r = run_tool("pytracker-cli", "dump", "--pid", pid, "--format", "openmetrics")
-        assert 'pytracker_objects_peak{' in r.stdout
+        assert "pytracker_objects_peak{" in r.stdout
         assert 'seconds="60"' in r.stdout
     finally:
         proc.kill()

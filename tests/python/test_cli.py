@@ -66,7 +66,15 @@ def test_dump_table_sorted_filtered_top(proc):
     assert lines[0].startswith("pid %d " % proc.pid) and "writer alive" in lines[0]
     assert lines[1] == "3 classes, 170 live objects"
     assert lines[2].split() == [
-        "CLASS", "LIVE", "PEAK", "OLD>=1m", "OLDEST", "CREATED", "DESTROYED", "UPDATED", "SERIALS",
+        "CLASS",
+        "LIVE",
+        "PEAK",
+        "OLD>=1m",
+        "OLDEST",
+        "CREATED",
+        "DESTROYED",
+        "UPDATED",
+        "SERIALS",
     ]
     body = [l.split() for l in lines[3:]]
     assert [r[:2] + r[5:8] for r in body] == [
@@ -94,17 +102,29 @@ def test_dump_json_csv_openmetrics(proc):
     assert snap["process"]["writer_state"] == "alive"
     by = {c["name"]: c for c in snap["classes"]}
     assert by["__main__.Order"]["live"] == 120 and by["__main__.Order"]["created"] == 1000
-    assert set(by["__main__.Line"]) >= {"name", "live", "created", "destroyed", "updated", "first_serial", "last_serial"}
+    assert set(by["__main__.Line"]) >= {
+        "name",
+        "live",
+        "created",
+        "destroyed",
+        "updated",
+        "first_serial",
+        "last_serial",
+    }
 
     rows = list(csv.DictReader(io.StringIO(ok("dump", "--pid", proc.pid, "--format", "csv"))))
-    assert {r["name"]: int(r["live"]) for r in rows} == {"__main__.Order": 120, "__main__.Line": 50, "__main__.Audit": 0}
+    assert {r["name"]: int(r["live"]) for r in rows} == {
+        "__main__.Order": 120,
+        "__main__.Line": 50,
+        "__main__.Audit": 0,
+    }
 
     text = ok("dump", "--pid", proc.pid, "--format", "openmetrics")
     lines = text.splitlines()
     assert lines[-1] == "# EOF"
     sample = re.compile(
-        r'^(pytracker_objects_(live|created_total|created_created|destroyed_total|destroyed_created|peak'
-        r'|live_older_than)|pytracker_resident_memory_bytes)'
+        r"^(pytracker_objects_(live|created_total|created_created|destroyed_total|destroyed_created|peak"
+        r"|live_older_than)|pytracker_resident_memory_bytes)"
         r'\{service="([^"\\]|\\.)*",worker="0"(,class="([^"]+)")?(,seconds="\d+")?\} (\d+(\.\d+)?)$'
     )
     families = {}
@@ -236,7 +256,11 @@ def test_check_usage_and_input_errors(proc, tmp_path):
 def test_error_messages(proc, shm_dir, tmp_path):
     r = cli("dump", "--pid", 2**31 - 3)
     assert r.returncode == 2
-    assert r.stderr == "pytracker-cli: error: no process with pid %d: check the pid (pytracker-cli ps lists tracked processes)\n" % (2**31 - 3)
+    assert (
+        r.stderr
+        == "pytracker-cli: error: no process with pid %d: check the pid (pytracker-cli ps lists tracked processes)\n"
+        % (2**31 - 3)
+    )
     untracked = TrackedProcess(shm_dir, export=False)
     try:
         r = cli("dump", "--pid", untracked.pid)
@@ -365,7 +389,9 @@ def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
     import subprocess
     import sys
 
-    p = subprocess.Popen([sys.executable, "-c", OVERFLOW_PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", OVERFLOW_PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         pid = int(p.stdout.readline())
         snap = json.loads(ok("dump", "--pid", pid, "--format", "json"))
@@ -388,7 +414,11 @@ def test_a_class_named_like_the_overflow_row_stays_apart(shm_dir):
 def test_inputs_that_never_end_are_refused(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for args in (("check", fifo, "--max-total", "1"), ("diff", "/dev/zero", "/dev/zero"), ("check", "/dev/zero", "--max-total", "1")):
+    for args in (
+        ("check", fifo, "--max-total", "1"),
+        ("diff", "/dev/zero", "/dev/zero"),
+        ("check", "/dev/zero", "--max-total", "1"),
+    ):
         r = cli(*args, timeout=20)
         assert r.returncode == 2, (args, r.stderr)
         assert "not a regular file" in r.stderr
@@ -433,16 +463,24 @@ def test_versions_and_shell_completions(tmp_path):
         script.write_text(cli("completions", "bash", "--tool", tool).stdout)
         assert shutil.which("bash")
         # The bash script parses and registers a completion for the tool.
-        r = subprocess.run(["bash", "-c", 'source "$1" && complete -p %s' % tool, "bash", str(script)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["bash", "-c", 'source "$1" && complete -p %s' % tool, "bash", str(script)], capture_output=True, text=True
+        )
         assert r.returncode == 0 and tool in r.stdout, r.stderr
     # Completing a subcommand name offers the subcommands.
     r = subprocess.run(
-        ["bash", "-c", 'source "$1"; COMP_WORDS=(pytracker-cli d); COMP_CWORD=1; COMP_LINE="pytracker-cli d"; '
-         'COMP_POINT=${#COMP_LINE}; f=$(complete -p pytracker-cli | sed -E "s/.*-F ([^ ]+).*/\\1/"); '
-         '"$f" pytracker-cli d pytracker-cli; echo "${COMPREPLY[@]}"',
-         "bash", str(tmp_path / "pytracker-cli.bash")],
-        capture_output=True, text=True)
+        [
+            "bash",
+            "-c",
+            'source "$1"; COMP_WORDS=(pytracker-cli d); COMP_CWORD=1; COMP_LINE="pytracker-cli d"; '
+            'COMP_POINT=${#COMP_LINE}; f=$(complete -p pytracker-cli | sed -E "s/.*-F ([^ ]+).*/\\1/"); '
+            '"$f" pytracker-cli d pytracker-cli; echo "${COMPREPLY[@]}"',
+            "bash",
+            str(tmp_path / "pytracker-cli.bash"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "dump" in r.stdout.split() and "diff" in r.stdout.split(), r.stdout + r.stderr
 
 
@@ -479,8 +517,13 @@ def test_output_file_is_replaced_atomically(proc, tmp_path):
     assert r.returncode != 0 and target.read_text().rstrip().endswith("# EOF")
     assert [p.name for p in outdir.iterdir()] == ["pytracker.prom"]
     # Every report command takes it.
-    for args in (("ps",), ("ps", "--format", "json"), ("diff", "--pid", proc.pid, "--interval", "10ms"),
-                 ("check", "--pid", proc.pid, "--max-total", "1000000"), ("clean",)):
+    for args in (
+        ("ps",),
+        ("ps", "--format", "json"),
+        ("diff", "--pid", proc.pid, "--interval", "10ms"),
+        ("check", "--pid", proc.pid, "--max-total", "1000000"),
+        ("clean",),
+    ):
         out = outdir / ("%s.out" % args[0])
         r = cli(*args, "-o", out)
         assert r.returncode == 0, r.stderr
@@ -504,7 +547,10 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
     pages = sorted(p.name for p in (tmp_path / "man1").iterdir())
     assert pages == sorted(
         ["pytracker-cli.1", "pytracker-top.1"]
-        + ["pytracker-cli-%s.1" % c for c in ("ps", "dump", "diff", "check", "clean", "last", "sites", "serve", "completions", "man")]
+        + [
+            "pytracker-cli-%s.1" % c
+            for c in ("ps", "dump", "diff", "check", "clean", "last", "sites", "serve", "completions", "man")
+        ]
     )
     page = (tmp_path / "man1" / "pytracker-cli-dump.1").read_text()
     assert page.startswith(".ie") or page.startswith(".TH"), page[:80]
@@ -513,7 +559,9 @@ def test_man_pages_from_the_clap_definitions(tmp_path):
     if shutil.which("man"):
         shown = subprocess.run(
             ["man", "-l", str(tmp_path / "man1" / "pytracker-top.1")],
-            capture_output=True, text=True, env={"MANPAGER": "cat", "PATH": "/usr/bin:/bin", "TERM": "dumb"},
+            capture_output=True,
+            text=True,
+            env={"MANPAGER": "cat", "PATH": "/usr/bin:/bin", "TERM": "dumb"},
         )
         assert shown.returncode == 0 and "interval" in shown.stdout, shown.stderr
 
@@ -530,8 +578,9 @@ def test_colour_follows_the_terminal_and_no_color(tmp_path):
     def on_terminal(**extra):
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE")}
         env.update(extra)
-        return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
-                              env=env, timeout=30).stdout
+        return subprocess.run(
+            ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env, timeout=30
+        ).stdout
 
     assert "\x1b[" in on_terminal(TERM="xterm")
     plain = on_terminal(TERM="xterm", NO_COLOR="1")

@@ -215,7 +215,9 @@ def test_full_directory_warns_and_keeps_running(tmp_path):
     tiny.mkdir()
     mounted = (
         os.getuid() == 0
-        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)], capture_output=True).returncode
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)], capture_output=True
+        ).returncode
         == 0
     )
     code = textwrap.dedent(
@@ -304,8 +306,13 @@ def test_path_is_none_when_publishing_failed(shm_dir):
         print(t.snapshot()[0]["live"])
         """
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)), timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)),
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     path, problem, warned, live = r.stdout.splitlines()
     assert path == "None"

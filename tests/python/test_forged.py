@@ -26,9 +26,7 @@ def as_nobody(argv, **kw):
 @pytest.fixture
 def shared_dir(monkeypatch):
     """A segment directory like /dev/shm: mode 1777, reachable by every user."""
-    assert os.geteuid() == 0, (
-        "these tests play root against a second uid (setpriv): run the suite as root, as CI does"
-    )
+    assert os.geteuid() == 0, "these tests play root against a second uid (setpriv): run the suite as root, as CI does"
     assert shutil.which("setpriv"), "setpriv (util-linux) is needed"
     d = tempfile.mkdtemp(prefix="pytracker-shared-", dir="/tmp")
     os.chmod(d, 0o1777)
@@ -47,7 +45,9 @@ def plant(directory, name, data):
     path = os.path.join(directory, name)
     p = subprocess.Popen(
         as_nobody(["sh", "-c", 'cat > "$1" && exec flock -x "$1" sh -c "echo locked; exec sleep 300"', "sh", path]),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=False,
     )
     p.stdin.write(data)
     p.stdin.close()
@@ -89,7 +89,9 @@ def test_root_refuses_segments_planted_by_another_user(shared_dir):
         assert all(" nobody " in l for l in planted_rows)
         notes = [l for l in ps.stdout.splitlines() if l.startswith("UNTRUSTED ")]
         assert any("its name says uid 0 but the file is owned by uid 65534" in l for l in notes), notes
-        assert any("process %d runs as uid 0 but the file is owned by uid 65534" % victim.pid in l for l in notes), notes
+        assert any("process %d runs as uid 0 but the file is owned by uid 65534" % victim.pid in l for l in notes), (
+            notes
+        )
         rows = json.loads(cli("ps", "--format", "json").stdout)["processes"]
         owners = sorted((r["owner_uid"], "untrusted" in r) for r in rows)
         assert owners == [(0, False), (NOBODY, True), (NOBODY, True)]
@@ -119,9 +121,7 @@ def test_a_lock_held_by_another_process_is_not_a_live_writer(shm_dir):
     victim.proc.wait()
     (seg,) = os.listdir(shm_dir)
     path = os.path.join(shm_dir, seg)
-    holder = subprocess.Popen(
-        ["flock", "-x", path, "sh", "-c", "echo locked; exec sleep 300"], stdout=subprocess.PIPE
-    )
+    holder = subprocess.Popen(["flock", "-x", path, "sh", "-c", "echo locked; exec sleep 300"], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"locked\n"
         out = cli("dump", "--path", path)

@@ -15,8 +15,9 @@ import pytracker
 def run(code, shm_dir, timeout=60, **env):
     e = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
     e.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=e, timeout=timeout
+    )
 
 
 BUSY_PARENT = """
@@ -117,8 +118,9 @@ CHILD_CANNOT_PUBLISH = """
 def test_a_child_that_cannot_publish_warns_once(shm_dir):
     # As root, a read-only directory is still writable: use a path that
     # vanishes instead.
-    code = CHILD_CANNOT_PUBLISH.replace('os.chmod(d, 0o500)', 'os.rename(d, d + ".gone")').replace(
-        'os.chmod(d, 0o700)', 'os.rename(d + ".gone", d)')
+    code = CHILD_CANNOT_PUBLISH.replace("os.chmod(d, 0o500)", 'os.rename(d, d + ".gone")').replace(
+        "os.chmod(d, 0o700)", 'os.rename(d + ".gone", d)'
+    )
     r = run(code, shm_dir)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("RuntimeWarning") == 1, r.stderr
@@ -143,8 +145,13 @@ FORK_POOL = """
 
 
 def test_a_long_lived_parent_prunes_what_its_children_leave(shm_dir):
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(FORK_POOL)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)))
+    p = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(FORK_POOL)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)),
+    )
     try:
         assert p.stdout.readline().strip() == "forked"
         deadline = time.monotonic() + 15

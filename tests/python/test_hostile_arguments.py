@@ -107,9 +107,17 @@ def test_shm_tracker_arguments_are_range_checked():
     import pytest
     import pytracker
 
-    for kw, bad in [("history_period", 1e20), ("history_period", 1e19), ("history_period", 0),
-                    ("class_capacity", 1), ("class_capacity", 2**21), ("ring_capacity", 8),
-                    ("history_capacity", 0), ("history_capacity", 10**6), ("keep_exited", -1)]:
+    for kw, bad in [
+        ("history_period", 1e20),
+        ("history_period", 1e19),
+        ("history_period", 0),
+        ("class_capacity", 1),
+        ("class_capacity", 2**21),
+        ("ring_capacity", 8),
+        ("history_capacity", 0),
+        ("history_capacity", 10**6),
+        ("keep_exited", -1),
+    ]:
         with pytest.raises(ValueError) as e:
             pytracker.ShmTracker(sampler=False, **{kw: bad})
         assert kw in str(e.value) and "between" in str(e.value)

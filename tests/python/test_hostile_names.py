@@ -28,8 +28,18 @@ HOSTILE = [
 ]
 
 UNSAFE = {chr(c) for c in list(range(0x20)) + list(range(0x7F, 0xA0))} | {
-    "\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
-    "\u2066", "\u2067", "\u2068", "\u2069",
+    "\u061c",
+    "\u200e",
+    "\u200f",
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
 }
 
 PROGRAM = textwrap.dedent(
@@ -53,7 +63,11 @@ def hostile_proc(shm_dir):
     names = json.dumps([n for n, _ in HOSTILE])
     p = subprocess.Popen(
         [sys.executable, "-c", PROGRAM, names],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     first = p.stdout.readline().split()
     assert first and first[0] == "ready", p.stderr.read()

@@ -179,7 +179,8 @@ def test_plugin_ignores_wider_fixtures_and_other_threads(pytester):
 
 
 def test_a_failing_test_that_also_leaks_is_reported_once(pytester):
-    pytester.makepyfile(test_both="""
+    pytester.makepyfile(
+        test_both="""
 import pytracker
 
 class Item(pytracker.Trackable):
@@ -190,7 +191,8 @@ KEPT = []
 def test_fails_and_leaks():
     KEPT.append(Item())
     assert False, "the test's own failure"
-""")
+"""
+    )
     result = pytester.runpytest_subprocess("--pytracker-leaks", "-q")
     result.assert_outcomes(failed=1)
     text = result.stdout.str()

@@ -10,7 +10,10 @@ from tools import REPO
 def dry_run(tmp_path, ext):
     r = subprocess.run(
         ["make", "-n", "build", "VENV=%s" % (tmp_path / "venv"), "EXTENSION=%s" % ext],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     return r.stdout

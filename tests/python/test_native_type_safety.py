@@ -54,13 +54,11 @@ def test_freeing_a_deep_chain_does_not_overflow_the_stack(link):
 def test_abstract_subclasses_cannot_be_instantiated():
     class Base(pytracker.Trackable, metaclass=abc.ABCMeta):
         @abc.abstractmethod
-        def run(self):
-            ...
+        def run(self): ...
 
     class Plain(metaclass=abc.ABCMeta):
         @abc.abstractmethod
-        def run(self):
-            ...
+        def run(self): ...
 
     with pytest.raises(TypeError) as tracked:
         Base()
@@ -136,7 +134,7 @@ def test_interrupts_in_python_trackers_are_not_swallowed():
     r = run_python(textwrap.dedent(INTERRUPTING))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    caught = eval(lines[0][len("caught "):])
+    caught = eval(lines[0][len("caught ") :])
     want = [(a, e) for e in ("KeyboardInterrupt", "SystemExit") for a in ("create", "update", "set")]
     assert caught == want
     assert lines[1] == "redelivered"
@@ -147,6 +145,7 @@ def test_native_counts_follow_the_class_counted_at_creation():
     counting = pytracker.CountingTracker()
     pytracker.set_global_tracker(counting)
     try:
+
         class A(pytracker.Trackable):
             pass
 
@@ -199,8 +198,9 @@ def test_every_ctrl_c_reaches_a_program_using_the_stock_tracker():
     import subprocess
     import sys
 
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CTRL_C)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CTRL_C)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         import select
 

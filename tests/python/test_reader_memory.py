@@ -63,8 +63,12 @@ def largest_segment(tmp_path):
 def test_dump_and_top_memory_is_bounded_on_the_largest_segment(tmp_path):
     path, classes = largest_segment(tmp_path)
     assert classes == 65535
-    r = subprocess.run([sys.executable, "-c", MEASURE, binary("pytracker-cli"), "dump", "--path", path],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", MEASURE, binary("pytracker-cli"), "dump", "--path", path],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     code, maxrss_kb = map(int, r.stdout.split())
     assert code == 0
     assert maxrss_kb < LIMIT_KB, "dump used %d MiB" % (maxrss_kb // 1024)

@@ -8,7 +8,7 @@ import sys
 
 from tools import REPO
 
-RUNNER = r'''
+RUNNER = r"""
 import ast, contextlib, io, json, re, sys
 
 blocks = json.loads(sys.argv[1])
@@ -40,7 +40,7 @@ for block in blocks:
             failures.append({"code": ast.get_source_segment(block, stmt), "expected": " ".join(expected),
                              "printed": out.getvalue()})
 print(json.dumps(failures))
-'''
+"""
 
 
 def python_blocks(text):
@@ -62,8 +62,14 @@ def test_readme_python_examples_run_as_written(tmp_path):
     assert len(blocks) >= 3, "the README's Python examples were not found"
     env = dict(os.environ, PYTRACKER_DIR=str(tmp_path))
     env.pop("PYTRACKER_EXPORT", None)
-    r = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(blocks)], capture_output=True, text=True,
-                       env=env, timeout=60, cwd=str(tmp_path))
+    r = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(blocks)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     failures = json.loads(r.stdout.splitlines()[-1])
     assert failures == [], json.dumps(failures, indent=2)

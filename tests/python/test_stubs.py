@@ -37,7 +37,8 @@ def test_package_type_checks_strictly(tmp_path):
 
 def test_user_code_is_checked_against_the_real_signatures(tmp_path):
     good = tmp_path / "good.py"
-    good.write_text(textwrap.dedent("""
+    good.write_text(
+        textwrap.dedent("""
         import pytracker
 
         tracker = pytracker.start_exporter(events=False, history_period=0.5)
@@ -50,17 +51,20 @@ def test_user_code_is_checked_against_the_real_signatures(tmp_path):
         with pytracker.leak_check(max={"app.Session": 1}) as check:
             pass
         leaks: dict[str, list[int]] = check.leaks
-    """))
+    """)
+    )
     r = mypy("--strict", str(good), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     bad = tmp_path / "bad.py"
-    bad.write_text(textwrap.dedent("""
+    bad.write_text(
+        textwrap.dedent("""
         import pytracker
 
         pytracker.start_exporter(event=False)
         name: int = pytracker.CountingTracker().snapshot()[0]["name"]
         pytracker.read_snapshot(pid=1)["clases"]
-    """))
+    """)
+    )
     r = mypy("--strict", str(bad), cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'Unexpected keyword argument "event"' in r.stdout, r.stdout

@@ -376,7 +376,18 @@ def test_counting_tracker_snapshot_fields():
     del ws[1]
     snap = counting.snapshot()
     (rec,) = [r for r in snap if r["name"] == __name__ + ".Widget"]
-    assert set(rec) == {"name", "live", "created", "destroyed", "updated", "first_serial", "last_serial", "name_truncated", "overflow", "saturated"}
+    assert set(rec) == {
+        "name",
+        "live",
+        "created",
+        "destroyed",
+        "updated",
+        "first_serial",
+        "last_serial",
+        "name_truncated",
+        "overflow",
+        "saturated",
+    }
     assert (rec["live"], rec["created"], rec["destroyed"], rec["updated"]) == (2, 3, 1, 1)
     assert rec["first_serial"] == ws[0]._get_tracker_serial()
     assert rec["last_serial"] == ws[-1]._get_tracker_serial()

@@ -41,9 +41,14 @@ WRITER = textwrap.dedent(
 
 
 def start_writer(shm_dir):
-    p = subprocess.Popen([sys.executable, "-c", WRITER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)))
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTRACKER_DIR=str(shm_dir)),
+    )
     path = p.stdout.readline().strip()
     assert path, p.stderr.read()
     return p, path
@@ -86,8 +91,12 @@ def test_writer_and_readers_survive_truncation_races(shm_dir):
     deadline = time.monotonic() + 5
     try:
         while time.monotonic() < deadline:
-            for args in (("dump", "--path", path), ("diff", "--path", path, "--interval", "20ms", "--all"),
-                         ("dump", "--path", path, "--format", "json"), ("ps",)):
+            for args in (
+                ("dump", "--path", path),
+                ("diff", "--path", path, "--interval", "20ms", "--all"),
+                ("dump", "--path", path, "--format", "json"),
+                ("ps",),
+            ):
                 r = run_tool("pytracker-cli", *args, timeout=30)
                 codes.append(r.returncode)
                 assert r.returncode in (0, 2), (args, r.returncode, r.stderr)

@@ -186,5 +186,6 @@ def _site_stats() -> tuple[int, int]:
 def _record_creators(on: bool) -> int:
     """Start (True) or stop (False) recording which thread creates each
     Trackable (calls nest); returns the calling thread's tag."""
+
 def _creator_tag(obj: Trackable) -> int:
     """The tag of the thread that created ``obj`` (0 if not recorded)."""
