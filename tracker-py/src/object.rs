@@ -852,7 +852,7 @@ unsafe fn dealloc_now(obj: *mut ffi::PyObject) {
 
 /// Drops the object's tracker, telling it `Destroyed` first when
 /// `notify` is set.
-#[inline]
+#[inline(always)]
 fn release_tracker(this: Fields, notify: bool) {
     let tracker = this.tracker();
     if tracker.is_null() {
