@@ -345,13 +345,7 @@ impl PendingError {
                 return;
             }
             #[cfg(Py_3_12)]
-            {
-                if self.exc.is_null() {
-                    ffi::PyErr_Clear();
-                } else {
-                    ffi::PyErr_SetRaisedException(self.exc);
-                }
-            }
+            ffi::PyErr_SetRaisedException(self.exc);
             #[cfg(not(Py_3_12))]
             ffi::PyErr_Restore(self.parts[0], self.parts[1], self.parts[2]);
         }

@@ -27,11 +27,12 @@ use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyTuple};
 use tracker_core::EventKind;
 
 use crate::dispatch::Subject;
 use crate::gil::GilCell;
+use crate::typecache::{dict_get, mro_lookup};
 
 /// One count of an entry.
 enum Count {
@@ -53,8 +54,7 @@ impl Count {
     }
 
     fn from_object(value: &Bound<'_, PyAny>) -> Count {
-        // SAFETY: a live object; the check reads its type.
-        let exact_int = unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } != 0;
+        let exact_int = value.is_exact_instance_of::<PyInt>();
         match exact_int.then(|| value.extract::<i64>().ok()).flatten() {
             Some(n) => Count::Int(n),
             None => Count::Object(value.clone().unbind()),
@@ -154,9 +154,8 @@ static TRACKER: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static ENTRY: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static ATTACHED_FN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 static DESTROYED_FN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
-/// `EntryCounts` and its `allocated` and `deallocated` descriptors (the
-/// type keeps them alive; the type is kept for the process's life).
-static COUNTS_TYPE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+/// `EntryCounts`'s `allocated` and `deallocated` descriptors (borrowed:
+/// its dict keeps them, and `ENTRY`, a subclass, keeps it alive).
 static DESCRIPTORS: [AtomicPtr<ffi::PyObject>; 2] = [const { AtomicPtr::new(ptr::null_mut()) }; 2];
 
 /// Interned attribute names.
@@ -211,11 +210,8 @@ pub(crate) fn _register_stock_tracker(
     );
     let own = counts.getattr("__dict__")?;
     for (i, n) in ["allocated", "deallocated"].into_iter().enumerate() {
-        // Borrowed: the type's dict keeps the descriptor while the type
-        // lives, and the type is kept below.
         DESCRIPTORS[i].store(own.get_item(n)?.as_ptr(), Relaxed);
     }
-    COUNTS_TYPE.store(counts.unbind().into_ptr(), Relaxed);
     ENTRY.store(entry.clone().unbind().into_ptr(), Relaxed);
     TRACKER.store(tracker.clone().unbind().into_ptr(), Relaxed);
     Ok(())
@@ -303,9 +299,6 @@ unsafe fn replaced_on(obj: *mut ffi::PyObject, method: *mut ffi::PyObject) -> bo
 /// found unchanged (0: check again).
 static CHECKED_TAGS: [std::sync::atomic::AtomicU32; 2] =
     [const { std::sync::atomic::AtomicU32::new(0) }; 2];
-/// `TrackedType`'s class-level default of `objects` (borrowed from its
-/// dict; valid while its tag is unchanged).
-static OBJECTS_DEFAULT: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
 /// Whether `Tracker.notify_attached`/`notify_destroyed` are the stock
 /// functions, `TrackedType`'s `allocated` and `deallocated` are the
@@ -354,12 +347,9 @@ unsafe fn classes_unchanged() -> bool {
                 return false;
             }
         }
-        let objects = ffi::PyDict_GetItemWithError(edict, name(OBJECTS));
-        ffi::PyErr_Clear();
-        if objects != ffi::Py_None() {
+        if dict_get(edict, name(OBJECTS)) != ffi::Py_None() {
             return false;
         }
-        OBJECTS_DEFAULT.store(objects, Relaxed);
         // Tags are given lazily; ask for them so the next check is cheap.
         let tags = [
             crate::typecache::assign_tag(tracker),
@@ -368,35 +358,6 @@ unsafe fn classes_unchanged() -> bool {
         CHECKED_TAGS[0].store(tags[0], Relaxed);
         CHECKED_TAGS[1].store(tags[1], Relaxed);
         true
-    }
-}
-
-/// What `key` resolves to on the type `ty` (the first class along its MRO
-/// whose dict has it; borrowed), or null. Runs no Python code.
-///
-/// # Safety
-/// GIL held; `ty` a live, ready type; `key` a str.
-unsafe fn mro_lookup(ty: *mut ffi::PyTypeObject, key: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: per the contract above; a ready type's MRO is a tuple of
-    // types, kept alive by the type.
-    unsafe {
-        let mro = (*ty).tp_mro;
-        if mro.is_null() {
-            return ptr::null_mut();
-        }
-        for i in 0..ffi::PyTuple_GET_SIZE(mro) {
-            let base = ffi::PyTuple_GET_ITEM(mro, i) as *mut ffi::PyTypeObject;
-            let dict = (*base).tp_dict;
-            if dict.is_null() {
-                continue;
-            }
-            let v = ffi::PyDict_GetItemWithError(dict, key);
-            if !v.is_null() {
-                return v;
-            }
-            ffi::PyErr_Clear();
-        }
-        ptr::null_mut()
     }
 }
 
@@ -414,16 +375,12 @@ unsafe fn count(kind: EventKind, entry: *mut ffi::PyObject) -> bool {
             ffi::PyErr_Clear();
             return false;
         }
-        // `objects`: the instance's own value, else the class default.
-        let objects = ffi::PyDict_GetItemWithError(dict, name(OBJECTS));
-        let tracking = if objects.is_null() {
-            !ffi::PyErr_Occurred().is_null() || OBJECTS_DEFAULT.load(Relaxed) != ffi::Py_None()
-        } else {
-            objects != ffi::Py_None()
-        };
+        // `objects`: the instance's own value, else the class default,
+        // which `classes_unchanged` found to be None.
+        let objects = dict_get(dict, name(OBJECTS));
+        let tracking = !objects.is_null() && objects != ffi::Py_None();
         ffi::Py_DECREF(dict);
         if tracking {
-            ffi::PyErr_Clear();
             return false; // `track`/`untrack` record the object
         }
         let py = Python::assume_attached();

@@ -349,7 +349,10 @@ unsafe fn name_object(ty: *mut ffi::PyTypeObject) -> *mut ffi::PyObject {
 ///
 /// # Safety
 /// GIL held; `dict` null or a dict; `key` an interned str.
-unsafe fn dict_get(dict: *mut ffi::PyObject, key: *mut ffi::PyObject) -> *mut ffi::PyObject {
+pub(crate) unsafe fn dict_get(
+    dict: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     if dict.is_null() {
         return ptr::null_mut();
     }
@@ -365,39 +368,58 @@ unsafe fn dict_get(dict: *mut ffi::PyObject, key: *mut ffi::PyObject) -> *mut ff
     }
 }
 
+/// What `key` resolves to on `ty` as a class attribute: its value in the
+/// first heap class along the MRO whose dict has it (borrowed), or null.
+/// Runs no Python code. Static built-in types (`object`) are skipped: from
+/// 3.12 on they keep their dict elsewhere, and none defines the names
+/// looked up here.
+///
+/// # Safety
+/// GIL held; `ty` a live, ready type object with a non-null MRO; `key` an
+/// interned str.
+pub(crate) unsafe fn mro_lookup(
+    ty: *mut ffi::PyTypeObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above; `tp_mro` of a ready type is a tuple of
+    // types, kept alive by the type.
+    unsafe {
+        let mro = (*ty).tp_mro;
+        for i in 0..ffi::PyTuple_GET_SIZE(mro) {
+            let base = ffi::PyTuple_GET_ITEM(mro, i) as *mut ffi::PyTypeObject;
+            if (*base).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+                continue;
+            }
+            let v = dict_get((*base).tp_dict, key);
+            if !v.is_null() {
+                return v;
+            }
+        }
+        ptr::null_mut()
+    }
+}
+
 /// `_disable_global_tracker` along the MRO of `ty`, read from the class
 /// dicts directly.
 ///
 /// # Safety
 /// GIL held; `ty` a live type object.
 unsafe fn find_opt_out(ty: *mut ffi::PyTypeObject) -> OptOut {
-    // SAFETY: per the contract above; `tp_mro` of a ready type is a tuple of
-    // types, kept alive by the type.
+    // SAFETY: per the contract above; the MRO is checked before the look-up.
     unsafe {
-        let mro = (*ty).tp_mro;
-        if mro.is_null() {
+        if (*ty).tp_mro.is_null() {
             return OptOut::Other;
         }
-        let key = OPT_OUT_KEY.load(Relaxed);
-        for i in 0..ffi::PyTuple_GET_SIZE(mro) {
-            let base = ffi::PyTuple_GET_ITEM(mro, i) as *mut ffi::PyTypeObject;
-            // Static built-in types (`object`) keep their dict elsewhere from
-            // 3.12 on; they never define this attribute.
-            if (*base).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
-                continue;
-            }
-            let v = dict_get((*base).tp_dict, key);
-            if !v.is_null() {
-                return if v == ffi::Py_True() {
-                    OptOut::True
-                } else if v == ffi::Py_False() || v == ffi::Py_None() {
-                    OptOut::Falsy
-                } else {
-                    OptOut::Other
-                };
-            }
+        let v = mro_lookup(ty, OPT_OUT_KEY.load(Relaxed));
+        if v.is_null() {
+            OptOut::Absent
+        } else if v == ffi::Py_True() {
+            OptOut::True
+        } else if v == ffi::Py_False() || v == ffi::Py_None() {
+            OptOut::Falsy
+        } else {
+            OptOut::Other
         }
-        OptOut::Absent
     }
 }
 
