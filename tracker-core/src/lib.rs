@@ -41,7 +41,7 @@ pub use counters::{counter_words, ClassCounters, Totals};
 pub use counting::CountingTracker;
 pub use handle::{TrackHandle, Tracked};
 pub use registry::{registry, ClassId, Registry};
-pub use serial::{last_issued, next_serial, Serial};
+pub use serial::{last_issued, next_serial, Serial, SerialLane, LANE_BLOCK};
 pub use snapshot::{
     now_unix_ms, ClassSnapshot, ProcessInfo, Snapshot, UnitCount, UnitWindow,
     SNAPSHOT_SCHEMA_VERSION,

@@ -98,6 +98,8 @@ impl PyShmTracker {
                 in_range("ring_capacity", ring_capacity, 16, MAX_RING)?
             },
             events,
+            // Every notification from Python comes with the GIL held.
+            events_serialized: true,
             history_capacity: in_range(
                 "history_capacity",
                 history_capacity,

@@ -55,10 +55,10 @@ fn top_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
     py.detach(|| tracker_cli::main_top(argv))
 }
 
-/// The most recently issued serial (0 before the first object).
+/// The serial of the Trackable made last (0 before the first object).
 #[pyfunction]
 fn last_serial() -> u64 {
-    tracker_core::last_issued()
+    object::last_serial()
 }
 
 /// Starts (True) or stops (False) recording which thread creates each

@@ -22,7 +22,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use tracker_core::age::Epoch;
-use tracker_core::{next_serial, ClassId, EventKind, Serial};
+use tracker_core::{ClassId, EventKind, Serial, SerialLane};
 
 use crate::dispatch::{self, Outcome, Subject};
 use crate::typecache;
@@ -497,6 +497,16 @@ pub(crate) fn creator_tag() -> u32 {
     })
 }
 
+/// The serials of Python objects: every `Trackable` is made with the GIL
+/// held, which serialises the lane.
+static SERIALS: SerialLane = SerialLane::new();
+
+/// The serial of the Trackable made last in this process (0 before the
+/// first).
+pub(crate) fn last_serial() -> Serial {
+    SERIALS.last_issued()
+}
+
 /// `tp_new`: allocates, issues the serial, attaches the global tracker.
 ///
 /// # Safety
@@ -527,7 +537,7 @@ unsafe extern "C" fn trackable_new(
     // SAFETY: a new, live instance; the GIL is held for this whole call.
     // tp_alloc zero-filled it: tracker, bundle and weaklist start null.
     let this = unsafe { Fields::of(obj) };
-    this.set_serial(next_serial());
+    this.set_serial(SERIALS.issue_serialized());
     this.set_class(UNRESOLVED);
     this.set_born(tracker_core::age::now());
     if RECORDING_CREATORS.load(Relaxed) != 0 {

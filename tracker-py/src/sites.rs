@@ -51,7 +51,7 @@ pub(crate) fn set_rate(py: Python<'_>, every: u64) {
     let next = if every == 0 {
         u64::MAX
     } else {
-        tracker_core::last_issued().saturating_add(gap(py, every))
+        crate::object::last_serial().saturating_add(gap(py, every))
     };
     NEXT.store(next, Relaxed);
 }

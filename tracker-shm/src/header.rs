@@ -46,6 +46,9 @@ pub struct HeaderInfo {
     pub state: u64,
     /// Events are being recorded.
     pub events: bool,
+    /// Events from threads other than the serialised lane's were not
+    /// recorded (since 2.2; see [`layout::FLAG_SERIALIZED_RING`]).
+    pub events_skipped: u64,
     /// Classes folded into the overflow slot.
     pub classes_dropped: u64,
     /// Class names cut to fit.
@@ -86,6 +89,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) boot_id: [u8; 16],
     pub(crate) history_period_ms: u64,
     pub(crate) events: bool,
+    /// Only the serialised lane records events.
+    pub(crate) serialized_ring: bool,
     /// The service name, already cut to [`header::SERVICE_MAX`] bytes.
     pub(crate) service: &'a [u8],
     pub(crate) worker: u64,
@@ -124,7 +129,12 @@ pub(crate) fn write(v: WriteView<'_>, g: &Geometry, id: &Identity<'_>) {
     put(header::HEARTBEAT_NS, id.created_mono_ns);
     put(
         header::FLAGS,
-        if id.events { layout::FLAG_EVENTS } else { 0 },
+        (if id.events { layout::FLAG_EVENTS } else { 0 })
+            | if id.serialized_ring {
+                layout::FLAG_SERIALIZED_RING
+            } else {
+                0
+            },
     );
     let cmdline = &id.cmdline[..id.cmdline.len().min(header::CMDLINE_MAX as usize)];
     put(header::CMDLINE_LEN, cmdline.len() as u64);
@@ -176,6 +186,7 @@ pub(crate) fn read(v: ReadView<'_>) -> HeaderInfo {
         heartbeat_ns: get(header::HEARTBEAT_NS),
         state: get(header::STATE),
         events: get(header::FLAGS) & layout::FLAG_EVENTS != 0,
+        events_skipped: get(header::EVENTS_SKIPPED),
         classes_dropped: get(header::CLASSES_DROPPED),
         names_truncated: get(header::NAMES_TRUNCATED),
         history_period_ms: get(header::HISTORY_PERIOD_MS),

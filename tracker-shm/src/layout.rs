@@ -1,4 +1,4 @@
-//! The segment layout, version 2.1. `docs/segment-format.md` is the prose
+//! The segment layout, version 2.2. `docs/segment-format.md` is the prose
 //! version of this file; a change to one is a change to both, and to the
 //! version numbers below.
 //!
@@ -12,7 +12,7 @@ pub const ENDIAN_PROBE: u32 = 0x0102_0304;
 /// Readers refuse segments with another major version.
 pub const MAJOR: u16 = 2;
 /// Additive changes only; readers accept any minor version.
-pub const MINOR: u16 = 1;
+pub const MINOR: u16 = 2;
 
 /// Bytes in the header region.
 pub const HEADER_SIZE: u64 = 4096;
@@ -66,7 +66,7 @@ pub mod header {
     /// u64 state: [`super::STATE_INIT`], [`super::STATE_LIVE`] or
     /// [`super::STATE_CLOSED`].
     pub const STATE: u64 = 136;
-    /// u64 flags: [`super::FLAG_EVENTS`].
+    /// u64 flags: [`super::FLAG_EVENTS`], [`super::FLAG_SERIALIZED_RING`].
     pub const FLAGS: u64 = 144;
     /// u64 class slots claimed so far (may exceed capacity; readers clamp).
     pub const CLASS_COUNT: u64 = 152;
@@ -135,6 +135,10 @@ pub mod header {
     pub const SERVICE: u64 = 384;
     /// Bytes reserved for the service name.
     pub const SERVICE_MAX: u64 = 64;
+    /// u64 (since 2.2) events not recorded because the ring is written by
+    /// the serialised lane only ([`super::FLAG_SERIALIZED_RING`]) and they
+    /// came from another thread.
+    pub const EVENTS_SKIPPED: u64 = 448;
     /// The command line, arguments separated by spaces, cut at
     /// [`CMDLINE_MAX`] bytes.
     pub const CMDLINE: u64 = 512;
@@ -210,6 +214,11 @@ pub const STATE_CLOSED: u64 = 2;
 
 /// [`header::FLAGS`]: the writer records events in the ring.
 pub const FLAG_EVENTS: u64 = 1;
+/// [`header::FLAGS`] (since 2.2): one writer at a time (the holder of the
+/// writer's serialising lock) records events, advancing
+/// [`header::RING_HEAD`] with a plain store; events from other threads
+/// are counted in [`header::EVENTS_SKIPPED`] instead.
+pub const FLAG_SERIALIZED_RING: u64 = 2;
 
 /// Words per history-totals sample (see [`total`]).
 pub const HISTORY_TOTAL_WORDS: u64 = 8;

@@ -19,6 +19,16 @@ pub struct ShmOptions {
     pub ring_capacity: u64,
     /// Record lifecycle events in the ring.
     pub events: bool,
+    /// Every notification worth an event comes through
+    /// [`tracker_core::Tracker::notify_serialized`], whose callers hold one
+    /// lock (for pytracker, the Python GIL). The ring's head is then
+    /// advanced with a plain load and store instead of an atomic
+    /// read-modify-write (a locked instruction, a full barrier on x86,
+    /// twice per object). Events of [`tracker_core::Tracker::notify`]
+    /// calls are then not recorded: they are still counted, and the
+    /// segment says how many events were skipped so (readers count them
+    /// as missed).
+    pub events_serialized: bool,
     /// History samples kept (at most [`crate::layout::HISTORY_MAX`]).
     pub history_capacity: u64,
     /// Time between history samples and heartbeats.
@@ -50,6 +60,7 @@ impl Default for ShmOptions {
             class_capacity: 4096,
             ring_capacity: 512,
             events: true,
+            events_serialized: false,
             history_capacity: 96,
             history_period: Duration::from_secs(1),
             sampler: true,

@@ -38,6 +38,9 @@ pub(crate) struct Region {
     seg: SegmentMap,
     /// Events are recorded in the ring.
     pub(crate) events: bool,
+    /// Only the serialised lane records events (see
+    /// [`ShmOptions::events_serialized`]).
+    pub(crate) serialized_ring: bool,
     /// The fork generation (see `sys::fork_generation`) it belongs to.
     pub(crate) generation: u64,
     /// `None` when nothing could be published: counts are kept privately.
@@ -131,6 +134,7 @@ impl Region {
         let mut region = Region {
             seg,
             events: options.events && geo.ring_capacity > 0,
+            serialized_ring: options.events_serialized,
             generation,
             published,
             problem: None,
@@ -212,6 +216,7 @@ impl Region {
             boot_id: proc::boot_id(),
             history_period_ms: options.history_period.as_millis() as u64,
             events: self.events,
+            serialized_ring: self.serialized_ring,
             service,
             worker: worker.unwrap_or(crate::layout::NO_WORKER),
             role: if forked {
@@ -351,6 +356,7 @@ impl Region {
         let image = Region {
             seg,
             events: self.events,
+            serialized_ring: self.serialized_ring,
             generation,
             published: None,
             problem: None,

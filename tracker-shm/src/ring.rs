@@ -2,7 +2,12 @@
 //! polled by readers in other processes, without either side waiting.
 //!
 //! *Writer* ([`push`]). A thread takes ticket `t` with a `fetch_add` on
-//! [`header::RING_HEAD`]; its slot is `t mod capacity`. It stores the
+//! [`header::RING_HEAD`]; its slot is `t mod capacity`. When one lock
+//! serialises every writer ([`push_serialized`], flagged
+//! [`crate::layout::FLAG_SERIALIZED_RING`]), the ticket is taken with a
+//! plain load and store of the head instead: the lock orders the writers
+//! as the `fetch_add` would, and readers see the same sequence of stores
+//! (head, then the slot), so nothing below changes for them. It stores the
 //! slot's sequence word `2t+1` ("being written"), issues a `Release` fence
 //! so that store is ordered before the payload stores, writes the payload
 //! (`Relaxed`), and stores `2t+2` ("ticket `t` published") with `Release`.
@@ -33,6 +38,29 @@ use crate::mapping::{ReadView, SegmentMap};
 #[inline(always)]
 pub(crate) fn push(seg: &SegmentMap, kind: EventKind, slot: u32, serial: Serial, time_ns: u64) {
     let t = seg.header_word(header::RING_HEAD).fetch_add(1, Relaxed);
+    write(seg, t, kind, slot, serial, time_ns);
+}
+
+/// Records one event (writer) for a caller that holds the lock
+/// serialising every `push_serialized` on this ring, in a ring no
+/// [`push`] writes. The ring must have slots.
+#[inline(always)]
+pub(crate) fn push_serialized(
+    seg: &SegmentMap,
+    kind: EventKind,
+    slot: u32,
+    serial: Serial,
+    time_ns: u64,
+) {
+    let head = seg.header_word(header::RING_HEAD);
+    let t = head.load(Relaxed);
+    head.store(t.wrapping_add(1), Relaxed);
+    write(seg, t, kind, slot, serial, time_ns);
+}
+
+/// Writes ticket `t`'s slot (see the module documentation).
+#[inline(always)]
+fn write(seg: &SegmentMap, t: u64, kind: EventKind, slot: u32, serial: Serial, time_ns: u64) {
     let words = seg.event_slot(t);
     let word = |off: u64| &words[(off / 8) as usize];
     let seq = word(event::SEQ);
@@ -70,6 +98,9 @@ pub struct EventCursor {
     pub next: u64,
     /// Events missed so far.
     pub lost: u64,
+    /// The writer's count of skipped events (see
+    /// [`crate::layout::FLAG_SERIALIZED_RING`]) when last polled.
+    pub skipped: u64,
 }
 
 /// A cursor at the oldest event still in the ring (reader).
@@ -78,6 +109,7 @@ pub(crate) fn from_oldest(v: ReadView<'_>, g: &Geometry) -> EventCursor {
     EventCursor {
         next: head.saturating_sub(g.ring_capacity),
         lost: 0,
+        skipped: v.u64(header::EVENTS_SKIPPED).unwrap_or(0),
     }
 }
 
@@ -86,6 +118,7 @@ pub(crate) fn from_now(v: ReadView<'_>) -> EventCursor {
     EventCursor {
         next: v.u64(header::RING_HEAD).unwrap_or(0),
         lost: 0,
+        skipped: v.u64(header::EVENTS_SKIPPED).unwrap_or(0),
     }
 }
 
@@ -97,18 +130,23 @@ pub(crate) fn poll(
     cursor: &mut EventCursor,
     out: &mut Vec<Event>,
 ) -> u64 {
+    // Events the writer skipped since the last poll are missed too (a
+    // hostile count only inflates the figure).
+    let skipped = v.u64(header::EVENTS_SKIPPED).unwrap_or(0);
+    let mut lost = skipped.saturating_sub(cursor.skipped);
+    cursor.skipped = cursor.skipped.max(skipped);
     if geo.ring_capacity == 0 {
-        return 0;
+        cursor.lost = cursor.lost.saturating_add(lost);
+        return lost;
     }
     let head = v.u64(header::RING_HEAD).unwrap_or(0);
     fence(Acquire);
-    let mut lost = 0;
     // Never more than the ring holds, nor more than one poll's worth: a
     // huge (or hostile) ring must not make one poll take seconds or
     // gigabytes. What is skipped counts as lost.
     let window = geo.ring_capacity.min(MAX_EVENTS_PER_POLL);
     if head.saturating_sub(cursor.next) > window {
-        lost += head - window - cursor.next;
+        lost = lost.saturating_add(head - window - cursor.next);
         cursor.next = head - window;
     }
     while cursor.next < head {
@@ -135,10 +173,10 @@ pub(crate) fn poll(
                 serial,
                 time_ns,
             }),
-            _ => lost += 1, // overwritten by a newer lap, or garbage
+            _ => lost = lost.saturating_add(1), // overwritten by a newer lap, or garbage
         }
     }
-    cursor.lost += lost;
+    cursor.lost = cursor.lost.saturating_add(lost);
     lost
 }
 
@@ -179,5 +217,36 @@ mod tests {
         assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), 0);
         assert_eq!(out.len(), 1);
         assert_eq!(cursor.next, 1, "ticket 1 is read next time");
+    }
+
+    #[test]
+    fn the_serialised_lane_writes_what_readers_read_and_skips_are_missed() {
+        let g = Geometry::new(2, 16, 1);
+        let seg = segment(g);
+        let v = seg.view();
+        let mut cursor = from_now(v.reader());
+        for serial in 1..=20 {
+            push_serialized(&seg, EventKind::Destroyed, 0, serial, serial * 10);
+        }
+        v.word(header::EVENTS_SKIPPED).store(3, Relaxed);
+        let mut out = Vec::new();
+        // 4 lapped plus 3 skipped by the writer.
+        assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), 7);
+        let serials: Vec<u64> = out.iter().map(|e| e.serial).collect();
+        assert_eq!(serials, (5..=20).collect::<Vec<_>>());
+        assert!(out
+            .iter()
+            .all(|e| e.kind == EventKind::Destroyed && e.time_ns == e.serial * 10));
+        assert_eq!(out[0].ticket, 4);
+        // Nothing new: nothing more missed; a hostile count saturates.
+        out.clear();
+        assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), 0);
+        v.word(header::EVENTS_SKIPPED).store(u64::MAX, Relaxed);
+        assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), u64::MAX - 3);
+        assert_eq!(poll(v.reader(), &g, &mut cursor, &mut out), 0);
+        assert_eq!(cursor.lost, u64::MAX);
+        // A new reader does not count what was skipped before it came.
+        assert_eq!(from_now(v.reader()).skipped, u64::MAX);
+        assert_eq!(from_oldest(v.reader(), &g).skipped, u64::MAX);
     }
 }

@@ -372,7 +372,18 @@ impl ShmTracker {
         }
         if region.events {
             let now = sys::coarse_monotonic_ns();
-            ring::push(region.seg(), kind, slot, serial, now);
+            match lane {
+                Lane::Serialized(_) if region.serialized_ring => {
+                    ring::push_serialized(region.seg(), kind, slot, serial, now)
+                }
+                Lane::Shared if region.serialized_ring => {
+                    region
+                        .seg()
+                        .header_word(crate::layout::header::EVENTS_SKIPPED)
+                        .fetch_add(1, Relaxed);
+                }
+                _ => ring::push(region.seg(), kind, slot, serial, now),
+            }
         }
     }
 }

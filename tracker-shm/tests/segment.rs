@@ -185,6 +185,46 @@ fn lapped_reader_counts_lost_events() {
 }
 
 #[test]
+fn a_serialised_ring_records_the_serialised_lane_and_says_what_it_skipped() {
+    let dir = TestDir::new("serialring");
+    let tracker = ShmTracker::new(ShmOptions {
+        events_serialized: true,
+        ..dir.options()
+    });
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let mut cursor = seg.events_from_now();
+    let c = ClassId::named("sr.X");
+    for s in 1..=10 {
+        tracker.notify_serialized(EventKind::Attached, c, s, 0);
+    }
+    // Another thread's notifications: counted, not recorded as events.
+    thread::scope(|t| {
+        t.spawn(|| {
+            for s in 11..=13 {
+                tracker.notify(EventKind::Attached, c, s);
+            }
+        });
+    });
+    tracker.notify_serialized(EventKind::Destroyed, c, 1, 0);
+    let mut events = Vec::new();
+    assert_eq!(
+        seg.poll_events(&mut cursor, &mut events),
+        3,
+        "the skipped ones are missed"
+    );
+    let serials: Vec<u64> = events.iter().map(|e| e.serial).collect();
+    assert_eq!(serials, (1..=10).chain([1]).collect::<Vec<_>>());
+    assert_eq!(events.last().unwrap().kind, EventKind::Destroyed);
+    assert_eq!(seg.header().events_skipped, 3);
+    let (_, x) = seg
+        .classes()
+        .into_iter()
+        .find(|(_, c)| c.name == "sr.X")
+        .unwrap();
+    assert_eq!((x.created, x.destroyed), (13, 1));
+}
+
+#[test]
 fn events_off_has_no_ring() {
     let dir = TestDir::new("noevents");
     let tracker = ShmTracker::new(ShmOptions {

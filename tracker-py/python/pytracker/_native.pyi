@@ -155,7 +155,7 @@ def read_snapshot(pid: int | None = None, path: str | PathLike[str] | None = Non
     ``path``. Raises :class:`SegmentError` saying what to do."""
 
 def last_serial() -> int:
-    """The last serial issued in this process."""
+    """The serial of the Trackable created last in this process (0 before the first)."""
 
 def cli_main(argv: list[str]) -> int:
     """Run ``pytracker-cli`` with ``argv``; returns its exit status."""
