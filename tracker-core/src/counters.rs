@@ -120,7 +120,7 @@ impl ClassCounters {
 
     /// Counts one event; the caller holds the lock that serialises all
     /// `record_serialized` calls on these counters.
-    #[inline]
+    #[inline(always)]
     pub fn record_serialized(&self, kind: EventKind, serial: Serial) {
         match kind {
             EventKind::Attached => {
@@ -134,7 +134,7 @@ impl ClassCounters {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn note_serial(&self, serial: Serial, serialized: bool) {
         let first = self.first_serial.load(Relaxed);
         if first == 0 || serial < first {

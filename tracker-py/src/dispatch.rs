@@ -16,7 +16,8 @@ use std::sync::{Arc, OnceLock};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use tracker_core::age::Epoch;
-use tracker_core::{ClassId, EventKind, Serial, Tracker};
+use tracker_core::{ClassId, CountingTracker, EventKind, Serial, Tracker};
+use tracker_shm::ShmTracker;
 
 use crate::gil::GilCell;
 use crate::trackers::{NativeCore, NativeTracker};
@@ -69,13 +70,23 @@ pub(crate) fn register_native_types(types: &[*mut ffi::PyTypeObject]) {
     let _ = NATIVE_TYPES.set(types);
 }
 
+/// The Rust side of the global tracker, by concrete type where it is one of
+/// the stock native trackers: telling those is a direct call the compiler
+/// inlines into object creation and destruction, with no virtual call.
+#[derive(Clone, Copy)]
+enum GlobalCore {
+    Shm(*const ShmTracker),
+    Counting(*const CountingTracker),
+    Other(*const dyn Tracker),
+}
+
 /// The global tracker and, if it is native, its Rust side: most objects are
 /// attached to the global tracker, and this spares them the type dispatch.
 #[derive(Clone, Copy)]
 struct GlobalNative {
     tracker: *mut ffi::PyObject,
     /// Points into the tracker [`GLOBAL_CORE`] keeps alive.
-    native: Option<*const dyn Tracker>,
+    native: Option<GlobalCore>,
 }
 
 // SAFETY: only reachable through `GilCell`, i.e. with the GIL held; the
@@ -99,9 +110,15 @@ pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
     } else {
         native_core(py, tracker).map(Arc::clone)
     };
-    let native = core
-        .as_deref()
-        .map(|c| c as &dyn Tracker as *const dyn Tracker);
+    let native = core.as_deref().map(|c| {
+        if let Some(shm) = c.shm() {
+            GlobalCore::Shm(shm)
+        } else if let Some(counting) = c.counting() {
+            GlobalCore::Counting(counting)
+        } else {
+            GlobalCore::Other(c as &dyn Tracker)
+        }
+    });
     // The new tracker is kept alive before the pointer to it is published
     // (moving the `Arc` does not move the tracker), and the old one is
     // dropped after the pointer to it is gone.
@@ -112,19 +129,6 @@ pub(crate) fn set_global(py: Python<'_>, tracker: *mut ffi::PyObject) {
     let old = GLOBAL_CORE.replace(py, core);
     GLOBAL_NATIVE.replace(py, GlobalNative { tracker, native });
     drop(old);
-}
-
-#[inline(always)]
-fn native<'a>(py: Python<'a>, tracker: *mut ffi::PyObject) -> Option<&'a dyn Tracker> {
-    let global = GLOBAL_NATIVE.get(py);
-    if global.tracker == tracker {
-        // SAFETY: the pointer points into the tracker `GLOBAL_CORE` keeps
-        // alive until `set_global` replaces both; that takes Python code,
-        // which telling a native tracker never runs, so the reference is
-        // not used past it.
-        return global.native.map(|n| unsafe { &*n });
-    }
-    native_core(py, tracker).map(|core| &**core as &dyn Tracker)
 }
 
 /// The Rust side of `tracker`, if its type is exactly a native tracker
@@ -171,24 +175,42 @@ pub(crate) unsafe fn notify(
     subject: &Subject,
     tracker: *mut ffi::PyObject,
 ) -> Outcome {
-    if let Some(native) = native(py, tracker) {
-        if let Some(class) = subject.class {
-            // The GIL serialises every call made from here. Creation and
-            // destruction, the per-object pair, name their kind statically.
-            match kind {
-                EventKind::Attached => {
-                    native.attached_serialized(class, subject.serial, subject.born)
-                }
-                EventKind::Destroyed => {
-                    native.destroyed_serialized(class, subject.serial, subject.born)
-                }
-                _ => native.notify_serialized(kind, class, subject.serial, subject.born),
-            }
+    let global = GLOBAL_NATIVE.get(py);
+    if global.tracker == tracker {
+        // The pointers point into the tracker `GLOBAL_CORE` keeps alive
+        // until `set_global` replaces both; that takes Python code, which
+        // telling a native tracker never runs.
+        match global.native {
+            // SAFETY: as above.
+            Some(GlobalCore::Shm(t)) => return tell(unsafe { &*t }, kind, subject),
+            // SAFETY: as above.
+            Some(GlobalCore::Counting(t)) => return tell(unsafe { &*t }, kind, subject),
+            // SAFETY: as above.
+            Some(GlobalCore::Other(t)) => return tell(unsafe { &*t }, kind, subject),
+            None => {}
         }
-        return Outcome::Done;
+    } else if let Some(core) = native_core(py, tracker) {
+        return tell(&**core as &dyn Tracker, kind, subject);
     }
     // SAFETY: per the contract above.
     unsafe { notify_python(kind, *subject, tracker) }
+}
+
+/// Tells a native tracker; the GIL serialises every call made from here.
+/// Creation and destruction, the per-object pair, name their kind
+/// statically.
+#[inline(always)]
+fn tell<T: Tracker + ?Sized>(native: &T, kind: EventKind, subject: &Subject) -> Outcome {
+    if let Some(class) = subject.class {
+        match kind {
+            EventKind::Attached => native.attached_serialized(class, subject.serial, subject.born),
+            EventKind::Destroyed => {
+                native.destroyed_serialized(class, subject.serial, subject.born)
+            }
+            _ => native.notify_serialized(kind, class, subject.serial, subject.born),
+        }
+    }
+    Outcome::Done
 }
 
 /// Samples the creation site of the object `subject` describes, if its

@@ -26,11 +26,20 @@ pub(crate) trait NativeCore: Tracker {
     fn shm(&self) -> Option<&ShmTracker> {
         None
     }
+
+    /// The counter, if this is a CountingTracker.
+    fn counting(&self) -> Option<&CountingTracker> {
+        None
+    }
 }
 
 impl NativeCore for CountingTracker {
     fn records(&self) -> Vec<ClassSnapshot> {
         self.snapshot()
+    }
+
+    fn counting(&self) -> Option<&CountingTracker> {
+        Some(self)
     }
 }
 

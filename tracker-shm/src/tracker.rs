@@ -514,12 +514,12 @@ impl Tracker for ShmTracker {
         self.record(kind, class, serial, Lane::Serialized(born));
     }
 
-    #[inline]
+    #[inline(always)]
     fn attached_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
         self.record(EventKind::Attached, class, serial, Lane::Serialized(born));
     }
 
-    #[inline]
+    #[inline(always)]
     fn destroyed_serialized(&self, class: ClassId, serial: Serial, born: Epoch) {
         self.record(EventKind::Destroyed, class, serial, Lane::Serialized(born));
     }
