@@ -27,7 +27,7 @@
 //! A reader never writes: lost events (lapped, overwritten or garbage) are
 //! counted in its own [`EventCursor`].
 
-use std::sync::atomic::{fence, Ordering::*};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
 use tracker_core::{EventKind, Serial};
 
@@ -72,6 +72,91 @@ fn write(seg: &SegmentMap, t: u64, kind: EventKind, slot: u32, serial: Serial, t
     seq.store(t.wrapping_mul(2).wrapping_add(2), Release);
 }
 
+/// Time stamps for the serialised lane without a clock read per event.
+///
+/// Reading even the coarse clock costs about as much as everything else an
+/// event does. While events come fast, one reading serves a run of them:
+/// after a reading within [`EventClock::BURST_NS`] of the one before, the
+/// next `grant` events take it too, `grant` doubling with each such reading
+/// up to [`EventClock::MAX_GRANT`], and dropping to none after a slower
+/// one. The clock's own resolution (a few milliseconds) dominates a run's
+/// spread at steady rates. A run cut short by a pause would stamp the first
+/// events after it with the time before it: every sampler tick
+/// ([`EventClock::tick`]) ends the run, so that lag is at most one history
+/// period. A writer without a sampler reads the clock for every event.
+///
+/// Private to the writing process; only the serialised lane calls
+/// [`EventClock::now`] (plain loads and stores), the sampler only `tick`.
+pub(crate) struct EventClock {
+    /// [`EventClock::MAX_GRANT`], or 0 when no sampler ticks.
+    max_grant: u32,
+    /// The last reading.
+    ns: AtomicU64,
+    /// Events that may still take `ns`.
+    left: AtomicU32,
+    /// What the last reading granted.
+    grant: AtomicU32,
+    /// [`EventClock::ticks`] when `ns` was read.
+    seen: AtomicU64,
+    /// Sampler ticks so far.
+    ticks: AtomicU64,
+}
+
+impl EventClock {
+    /// Readings closer than this continue a run.
+    pub(crate) const BURST_NS: u64 = 5_000_000;
+    /// The most events one reading serves after its own.
+    pub(crate) const MAX_GRANT: u32 = 32;
+
+    /// A clock for a writer whose sampler calls [`EventClock::tick`]
+    /// (`ticked`), or one that reads the clock for every event.
+    pub(crate) fn new(ticked: bool) -> EventClock {
+        EventClock {
+            max_grant: if ticked { Self::MAX_GRANT } else { 0 },
+            ns: AtomicU64::new(0),
+            left: AtomicU32::new(0),
+            grant: AtomicU32::new(0),
+            seen: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// The time stamp of the next event; `read` reads the clock (writer,
+    /// serialised lane only).
+    #[inline(always)]
+    pub(crate) fn now(&self, read: impl FnOnce() -> u64) -> u64 {
+        let left = self.left.load(Relaxed);
+        let ticks = self.ticks.load(Relaxed);
+        if left != 0 && ticks == self.seen.load(Relaxed) {
+            self.left.store(left - 1, Relaxed);
+            return self.ns.load(Relaxed);
+        }
+        self.refresh(read(), ticks)
+    }
+
+    #[inline(never)]
+    fn refresh(&self, now: u64, ticks: u64) -> u64 {
+        let prev = self.ns.load(Relaxed);
+        let grant = if now.wrapping_sub(prev) < Self::BURST_NS {
+            (self.grant.load(Relaxed).saturating_mul(2))
+                .max(1)
+                .min(self.max_grant)
+        } else {
+            0
+        };
+        self.ns.store(now, Relaxed);
+        self.seen.store(ticks, Relaxed);
+        self.grant.store(grant, Relaxed);
+        self.left.store(grant, Relaxed);
+        now
+    }
+
+    /// Ends the current run: the next event reads the clock (sampler).
+    pub(crate) fn tick(&self) {
+        self.ticks.fetch_add(1, Relaxed);
+    }
+}
+
 /// One lifecycle event from the ring.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
@@ -83,7 +168,8 @@ pub struct Event {
     pub slot: u32,
     /// The object's serial.
     pub serial: Serial,
-    /// `CLOCK_MONOTONIC` ns (coarse).
+    /// `CLOCK_MONOTONIC` ns (coarse; in a serialised ring possibly the
+    /// reading of a slightly earlier event, see docs/segment-format.md).
     pub time_ns: u64,
 }
 
@@ -248,5 +334,78 @@ mod tests {
         // A new reader does not count what was skipped before it came.
         assert_eq!(from_now(v.reader()).skipped, u64::MAX);
         assert_eq!(from_oldest(v.reader(), &g).skipped, u64::MAX);
+    }
+
+    /// Feeds an [`EventClock`] events at the given true times (ns), with a
+    /// clock of 4 ms resolution and a sampler tick every `tick_ns`; returns
+    /// (clock reads, the largest lag of a stamp behind the clock's reading
+    /// at the event).
+    fn stamp(times: &[u64], tick_ns: u64) -> (usize, u64) {
+        let clock = EventClock::new(true);
+        let coarse = |t: u64| t / 4_000_000 * 4_000_000;
+        let (mut reads, mut lag, mut next_tick) = (0, 0, tick_ns);
+        for &t in times {
+            while t >= next_tick {
+                clock.tick();
+                next_tick += tick_ns;
+            }
+            let stamp = clock.now(|| {
+                reads += 1;
+                coarse(t)
+            });
+            assert!(stamp <= coarse(t), "a stamp is never ahead of the clock");
+            lag = lag.max(coarse(t) - stamp);
+        }
+        (reads, lag)
+    }
+
+    #[test]
+    fn fast_events_share_readings_and_slow_ones_read_the_clock() {
+        let second = 1_000_000_000;
+        // 100,000 events 25 ns apart: about one reading per 33 events,
+        // stamps behind by at most the clock's own resolution step.
+        let fast: Vec<u64> = (0..100_000).map(|i| second + i * 25).collect();
+        let (reads, lag) = stamp(&fast, second);
+        assert!(reads < 100_000 / 30, "{reads} readings");
+        assert!(lag <= 4_000_000, "lag {lag}");
+        // One event every 10 ms: every event reads the clock.
+        let slow: Vec<u64> = (0..500).map(|i| second + i * 10_000_000).collect();
+        assert_eq!(stamp(&slow, second), (500, 0));
+        // One event per millisecond: runs stay short, stamps within two
+        // resolution steps.
+        let steady: Vec<u64> = (0..10_000).map(|i| second + i * 1_000_000).collect();
+        let (_, lag) = stamp(&steady, second);
+        assert!(lag <= 8_000_000, "lag {lag}");
+    }
+
+    #[test]
+    fn a_pause_after_a_run_lags_by_at_most_one_sampler_tick() {
+        let second = 1_000_000_000;
+        // A run, then 3 s of nothing, then a few events.
+        let mut times: Vec<u64> = (0..1_000).map(|i| second + i * 25).collect();
+        times.extend((0..5).map(|i| 4 * second + i * 25));
+        let (_, lag) = stamp(&times, second);
+        assert_eq!(
+            lag, 0,
+            "the sampler's ticks ended the run before the pause ended"
+        );
+        // Were there no ticks, the first events after the pause would carry
+        // the run's time: the sampler's ticks are what bound the lag.
+        let (_, lag) = stamp(&times, u64::MAX);
+        assert!(lag > 2 * second, "lag {lag}");
+    }
+
+    #[test]
+    fn a_writer_without_sampler_reads_the_clock_for_every_event() {
+        let clock = EventClock::new(false);
+        let mut reads = 0;
+        for t in 0..1_000u64 {
+            let stamp = clock.now(|| {
+                reads += 1;
+                t * 25
+            });
+            assert_eq!(stamp, t * 25);
+        }
+        assert_eq!(reads, 1_000);
     }
 }

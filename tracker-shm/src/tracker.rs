@@ -51,6 +51,8 @@ struct Inner {
     sites: Mutex<HashMap<(ClassId, u64), Option<u32>>>,
     /// The segment's truncation was reported on standard error.
     damage_reported: AtomicBool,
+    /// Time stamps of the serialised lane's events.
+    event_clock: ring::EventClock,
 }
 
 struct Sampler {
@@ -80,6 +82,7 @@ impl ShmTracker {
             .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         let generation = sys::watch_forks();
         let region = Region::create(&options, generation, false, (0, 0));
+        let ticked = options.sampler;
         let inner = Arc::new(Inner {
             options,
             region: LeakyCell::new(region),
@@ -89,6 +92,7 @@ impl ShmTracker {
             units: Mutex::new(HashMap::new()),
             sites: Mutex::new(HashMap::new()),
             damage_reported: AtomicBool::new(false),
+            event_clock: ring::EventClock::new(ticked),
         });
         fork::register(&inner);
         let tracker = ShmTracker { inner };
@@ -371,9 +375,9 @@ impl ShmTracker {
             Lane::Shared => region.counters(slot).record(kind, serial),
         }
         if region.events {
-            let now = sys::coarse_monotonic_ns();
             match lane {
                 Lane::Serialized(_) if region.serialized_ring => {
+                    let now = self.inner.event_clock.now(sys::coarse_monotonic_ns);
                     ring::push_serialized(region.seg(), kind, slot, serial, now)
                 }
                 Lane::Shared if region.serialized_ring => {
@@ -382,7 +386,7 @@ impl ShmTracker {
                         .header_word(crate::layout::header::EVENTS_SKIPPED)
                         .fetch_add(1, Relaxed);
                 }
-                _ => ring::push(region.seg(), kind, slot, serial, now),
+                _ => ring::push(region.seg(), kind, slot, serial, sys::coarse_monotonic_ns()),
             }
         }
     }
@@ -457,6 +461,7 @@ impl Inner {
     }
 
     fn sample(&self) {
+        self.event_clock.tick();
         let region = self.region_for_writing();
         let Some(region) = region else { return };
         if let Some(damage) = region.damage() {

@@ -225,6 +225,43 @@ fn a_serialised_ring_records_the_serialised_lane_and_says_what_it_skipped() {
 }
 
 #[test]
+fn serialised_event_stamps_follow_the_clock_across_a_pause() {
+    let dir = TestDir::new("stamps");
+    let period = Duration::from_millis(20);
+    let tracker = ShmTracker::new(ShmOptions {
+        events_serialized: true,
+        sampler: true,
+        history_period: period,
+        ..dir.options()
+    });
+    let seg = Segment::open(&tracker.path().unwrap()).unwrap();
+    let mut cursor = seg.events_from_now();
+    let c = ClassId::named("st.X");
+    // A burst shares clock readings; the pause after it is longer than
+    // many sampler periods, so the next event reads the clock again.
+    for s in 1..=1_000 {
+        tracker.notify_serialized(EventKind::Attached, c, s, 0);
+    }
+    let pause = Duration::from_millis(300);
+    thread::sleep(pause);
+    tracker.notify_serialized(EventKind::Destroyed, c, 1, 0);
+    let mut events = Vec::new();
+    seg.poll_events(&mut cursor, &mut events);
+    let last = events.pop().expect("the event after the pause");
+    assert_eq!((last.kind, last.serial), (EventKind::Destroyed, 1));
+    assert!(events.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+    let burst_end = events.last().expect("burst events").time_ns;
+    // The coarse clock's step is a few ms; the lag after a pause is at most
+    // one sampler period.
+    let slack = period.as_nanos() as u64 + 10_000_000;
+    assert!(
+        last.time_ns + slack >= burst_end + pause.as_nanos() as u64,
+        "stamped {} ns after the burst",
+        last.time_ns - burst_end
+    );
+}
+
+#[test]
 fn events_off_has_no_ring() {
     let dir = TestDir::new("noevents");
     let tracker = ShmTracker::new(ShmOptions {
