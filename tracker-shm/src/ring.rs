@@ -131,6 +131,9 @@ impl EventClock {
             self.left.store(left - 1, Relaxed);
             return self.ns.load(Relaxed);
         }
+        if self.max_grant == 0 {
+            return read();
+        }
         self.refresh(read(), ticks)
     }
 
