@@ -84,7 +84,7 @@ struct Hot {
     ty: usize,
     /// The type's name object when cached ([`name_object`]): CPython 3.13+
     /// renames a class (`__qualname__`) without giving it a new tag, so the
-    /// hit checks it too.
+    /// hit checks it there too ([`same_name`]).
     qualname: usize,
     /// Version tag the entry was last checked at; 0 if none.
     tag: u32,
@@ -236,8 +236,7 @@ pub(crate) unsafe fn class_info_raw(py: Python<'_>, ty: *mut ffi::PyTypeObject) 
     let tag = version_tag(ty);
     let h = HOT.get_at(py, slot(key));
     // SAFETY: per the contract above.
-    if h.ty == key && tag != 0 && h.tag == tag && unsafe { name_object(ty) } as usize == h.qualname
-    {
+    if h.ty == key && tag != 0 && h.tag == tag && unsafe { same_name(ty, &h) } {
         return h.info;
     }
     // SAFETY: per the contract above.
@@ -262,7 +261,7 @@ unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) 
             (e.hot, &e.evidence)
         };
         // SAFETY: GIL held; `ty` live (this function's contract).
-        if hot.tag != 0 && hot.tag == tag && unsafe { name_object(ty) } as usize == hot.qualname {
+        if hot.tag != 0 && hot.tag == tag && unsafe { same_name(ty, &hot) } {
             return Some(hot);
         }
         // SAFETY: GIL held; `ty` live (this function's contract).
@@ -292,6 +291,21 @@ unsafe fn class_info_miss(py: Python<'_>, ty: *mut ffi::PyTypeObject, tag: u32) 
         // SAFETY: as above.
         None => unsafe { slow_class_info(ty) },
     }
+}
+
+/// Whether `ty`'s name object is still the one `hot` was cached with, as
+/// far as its version tag does not already say so: before 3.13 assigning
+/// `__qualname__` gives the type a new tag (checked on 3.10, 3.11 and 3.12:
+/// the tag is cleared and the next look-up assigns a new one), so the tag
+/// check covers it; 3.13 renames in place and the hit compares the name
+/// object too.
+///
+/// # Safety
+/// GIL held; `ty` a live type object.
+#[inline(always)]
+unsafe fn same_name(ty: *mut ffi::PyTypeObject, hot: &Hot) -> bool {
+    // SAFETY: per the contract above.
+    !cfg!(Py_3_13) || unsafe { name_object(ty) } as usize == hot.qualname
 }
 
 /// Whether `ty` still has the name and opt-out that `ev` was taken from.

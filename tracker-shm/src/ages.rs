@@ -108,14 +108,18 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
     seq.store((s | 1) + 1, Release);
 }
 
-/// Counts an attach (birth epoch `born`) in `a` and raises its peak to
-/// the serialised lane's live count `live` (writer, serialised lane).
+/// Counts an attach (birth epoch `born`) in `hot`'s cohorts and raises its
+/// peak to the serialised lane's live count, the attach already counted
+/// (writer, serialised lane).
 #[inline(always)]
-pub(crate) fn attached(seg: &SegmentMap, a: &SlotAges, born: Epoch, live: u64) {
+pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
     let f = folded(seg);
-    age::count_birth(a, f, born);
-    if live > a.peak_live.load(Relaxed) {
-        a.peak_live.store(live, Relaxed);
+    age::count_birth(&hot.ages, f, born);
+    // Read after the fold check, which may call out: the live count is not
+    // held across that call (no spill to the stack on the common path).
+    let live = hot.counters.serialized_live();
+    if live > hot.ages.peak_live.load(Relaxed) {
+        hot.ages.peak_live.store(live, Relaxed);
     }
 }
 

@@ -360,12 +360,7 @@ impl ShmTracker {
                 let hot = region.seg().hot(slot);
                 hot.counters.record_serialized(kind, serial);
                 match kind {
-                    EventKind::Attached => ages::attached(
-                        region.seg(),
-                        &hot.ages,
-                        born,
-                        hot.counters.serialized_live(),
-                    ),
+                    EventKind::Attached => ages::attached(region.seg(), hot, born),
                     EventKind::Detached | EventKind::Destroyed => {
                         ages::left(region.seg(), &hot.ages, born)
                     }
