@@ -151,6 +151,18 @@ bench-ab: build system-deps ## per-object cost of the working tree against BASE=
 	cd .bench-base && tests/matrix/run.sh --build-only $(BENCH_HOST)
 	$(PY) bench/ab.py .bench-base/.matrix/$(BENCH_HOST)/venv/bin/python .matrix/$(BENCH_HOST)/venv/bin/python
 
+# What the leak hunter's per-object counts cost (ages, peaks, sampled
+# creation sites): the working tree built for Debian's 3.11 as it is and
+# with the measurement-only feature bare-counts, in alternating processes.
+.PHONY: bench-ages
+bench-ages: build system-deps ## per-object cost of ages, peaks and site sampling (bench/ab.py against a bare-counts build)
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	tests/matrix/run.sh --build-only $(BENCH_HOST)
+	scripts/bare-build.sh $(BENCH_HOST)
+	$(PY) bench/ab.py .matrix/$(BENCH_HOST)-bare/venv/bin/python .matrix/$(BENCH_HOST)/venv/bin/python
+
 .PHONY: clean
 clean: ## remove build products and the virtualenv
 	cargo clean

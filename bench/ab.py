@@ -4,7 +4,10 @@
 
 Each PYTHON is an interpreter whose ``pytracker`` is one of the two builds
 (``make bench-ab BASE=<rev>`` builds the base revision for Debian's 3.11 and
-runs this against the working tree's build for the same interpreter). Two
+runs this against the working tree's build for the same interpreter;
+``make bench-ages`` runs it against the working tree built with the
+measurement-only feature ``bare-counts``, which counts objects but not their
+ages, peaks or creation sites). Two
 builds cannot share a process, so the processes alternate, A B A B ..., and
 each one measures its own ratio of ShmTracker (events off) to a plain class,
 rounds interleaved as in ``hotpath.py``: machine drift moves both builds

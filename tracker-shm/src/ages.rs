@@ -78,6 +78,7 @@ impl Cohorts for SlotAges {
 
 /// The cohorts' fold epoch, folding first when the clock has moved on
 /// (writer, serialised lane).
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
@@ -91,6 +92,7 @@ pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
 
 /// Folds every claimed slot's cohorts from `from` to `to` (writer,
 /// serialised lane).
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[cold]
 #[inline(never)]
 fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
@@ -111,6 +113,7 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
 /// Counts an attach (birth epoch `born`) in `hot`'s cohorts and raises its
 /// peak to the serialised lane's live count, the attach already counted
 /// (writer, serialised lane).
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
     let f = folded(seg);
@@ -127,6 +130,7 @@ pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
 /// serialised lane). No fold is needed: the object was counted at attach
 /// with the cohorts folded to at least its birth epoch, and routing is
 /// relative to the fold epoch, whatever the clock says now.
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn left(seg: &SegmentMap, a: &SlotAges, born: Epoch) {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;

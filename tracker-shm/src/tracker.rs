@@ -359,6 +359,10 @@ impl ShmTracker {
             Lane::Serialized(born) => {
                 let hot = region.seg().hot(slot);
                 hot.counters.record_serialized(kind, serial);
+                // A measurement build (`bare-counts`) leaves ages and peaks out.
+                #[cfg(feature = "bare-counts")]
+                let _ = born;
+                #[cfg(not(feature = "bare-counts"))]
                 match kind {
                     EventKind::Attached => ages::attached(region.seg(), hot, born),
                     EventKind::Detached | EventKind::Destroyed => {
