@@ -188,6 +188,21 @@ pub fn count_birth(c: &impl Cohorts, f: Epoch, born: Epoch) {
     bump(c.born(route(f, born)));
 }
 
+/// Counts a birth in epoch `born` if the finest level of cohorts folded to
+/// `f` holds it (`f - 7 <= born <= f`), and says whether it did. A birth
+/// after `f` (the clock has moved on since the last fold) or long before
+/// it (an object attached long after it was born) is left to the caller,
+/// who folds first or routes it with [`count_birth`].
+#[inline(always)]
+pub fn count_recent_birth(c: &impl Cohorts, f: Epoch, born: Epoch) -> bool {
+    // Wrapping: a birth after `f` makes a large difference.
+    if f.wrapping_sub(born) < UNITS as u32 {
+        bump(c.born(born as usize % UNITS));
+        return true;
+    }
+    false
+}
+
 /// Counts the death (or detach) of an object born in epoch `born`.
 #[inline(always)]
 pub fn count_death(c: &impl Cohorts, f: Epoch, born: Epoch) {

@@ -3,9 +3,10 @@
 //!
 //! *Writer.* Only the serialised lane (the thread holding the GIL) counts
 //! births and deaths into cohorts and raises the peak, with plain loads and
-//! stores. When the age clock has moved past [`header::AGE_FOLDED`], that
-//! same thread folds every claimed slot's cohorts ([`fold_all`]) before it
-//! counts, inside a sequence bracket: [`header::AGE_SEQ`] is made odd, a
+//! stores. When an object born after [`header::AGE_FOLDED`] is attached
+//! (the age clock has moved on), that same thread folds every claimed
+//! slot's cohorts ([`fold_all`]) before it counts, inside a sequence
+//! bracket: [`header::AGE_SEQ`] is made odd, a
 //! `Release` fence follows, the cohorts move, `AGE_FOLDED` takes the new
 //! epoch, and `AGE_SEQ` becomes even again with `Release`. Objects counted
 //! from other threads (the shared lane) have no age: readers see them as
@@ -79,7 +80,7 @@ impl Cohorts for SlotAges {
 /// The cohorts' fold epoch, folding first when the clock has moved on
 /// (writer, serialised lane).
 #[cfg_attr(feature = "bare-counts", allow(dead_code))]
-#[inline(always)]
+#[inline]
 pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
     let now = age::now();
@@ -114,16 +115,36 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
 /// peak to the serialised lane's live count, the attach already counted
 /// (writer, serialised lane).
 #[cfg_attr(feature = "bare-counts", allow(dead_code))]
+///
+/// The fold check rides on the birth's routing: an object born in one of
+/// the fold epoch's 8 finest epochs is counted there at once, whatever the
+/// clock says now (routing is relative to the fold epoch, which readers
+/// copy); the first one born after the fold epoch, or one born long
+/// before it, takes [`attached_elsewhere`], which folds if the clock has
+/// moved on. So the cohorts fold at the first birth of a new epoch, with
+/// one comparison per attach and no read of the clock.
 #[inline(always)]
 pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
-    let f = folded(seg);
-    age::count_birth(&hot.ages, f, born);
+    let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
+    if !age::count_recent_birth(&hot.ages, f, born) {
+        attached_elsewhere(seg, &hot.ages, born);
+    }
     // Read after the fold check, which may call out: the live count is not
     // held across that call (no spill to the stack on the common path).
     let live = hot.counters.serialized_live();
     if live > hot.ages.peak_live.load(Relaxed) {
         hot.ages.peak_live.store(live, Relaxed);
     }
+}
+
+/// [`attached`]'s birth when the finest cohorts of the fold do not hold
+/// it: folds if the clock has moved on, then routes it.
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
+#[cold]
+#[inline(never)]
+fn attached_elsewhere(seg: &SegmentMap, a: &SlotAges, born: Epoch) {
+    let f = folded(seg);
+    age::count_birth(a, f, born);
 }
 
 /// Counts a detach or destroy of an object born in `born` (writer,
