@@ -114,7 +114,6 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
 /// Counts an attach (birth epoch `born`) in `hot`'s cohorts and raises its
 /// peak to the serialised lane's live count, the attach already counted
 /// (writer, serialised lane).
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 ///
 /// The fold check rides on the birth's routing: an object born in one of
 /// the fold epoch's 8 finest epochs is counted there at once, whatever the
@@ -123,14 +122,25 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
 /// before it, takes [`attached_elsewhere`], which folds if the clock has
 /// moved on. So the cohorts fold at the first birth of a new epoch, with
 /// one comparison per attach and no read of the clock.
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
     if !age::count_recent_birth(&hot.ages, f, born) {
-        attached_elsewhere(seg, &hot.ages, born);
+        // The whole rest of the attach, so nothing is kept across the call.
+        return attached_elsewhere(seg, hot, born);
     }
-    // Read after the fold check, which may call out: the live count is not
-    // held across that call (no spill to the stack on the common path).
+    raise_peak(hot);
+}
+
+/// Raises `hot`'s peak to the serialised lane's live count (writer,
+/// serialised lane).
+#[cfg_attr(feature = "bare-counts", allow(dead_code))]
+#[inline(always)]
+fn raise_peak(hot: &SlotHot) {
+    // Read here rather than passed in: a value computed before the birth
+    // is counted would be held across the fold check's call (spilled to
+    // the stack on the common path).
     let live = hot.counters.serialized_live();
     if live > hot.ages.peak_live.load(Relaxed) {
         hot.ages.peak_live.store(live, Relaxed);
@@ -142,9 +152,10 @@ pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
 #[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[cold]
 #[inline(never)]
-fn attached_elsewhere(seg: &SegmentMap, a: &SlotAges, born: Epoch) {
+fn attached_elsewhere(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
     let f = folded(seg);
-    age::count_birth(a, f, born);
+    age::count_birth(&hot.ages, f, born);
+    raise_peak(hot);
 }
 
 /// Counts a detach or destroy of an object born in `born` (writer,

@@ -351,10 +351,32 @@ impl ShmTracker {
         if region.generation != sys::fork_generation() {
             return; // a forked child, before reopen_after_fork: never write the parent's segment
         }
-        let slot = match self.inner.slots.get(class).map(|c| c.load(Acquire)) {
-            Some(v) if v != 0 && v != CLAIMING => v - 1,
-            _ => self.inner.claim(region, class),
-        };
+        match self.inner.slots.get(class).map(|c| c.load(Acquire)) {
+            Some(v) if v != 0 && v != CLAIMING => self.record_in(region, v - 1, kind, serial, lane),
+            _ => self.record_claiming(region, kind, class, serial, lane),
+        }
+    }
+
+    /// [`Self::record`] for a class with no slot yet: claims one, then
+    /// records. The whole rest of the notification, out of line, so the
+    /// common path keeps nothing across the call.
+    #[cold]
+    #[inline(never)]
+    fn record_claiming(
+        &self,
+        region: &Region,
+        kind: EventKind,
+        class: ClassId,
+        serial: Serial,
+        lane: Lane,
+    ) {
+        let slot = self.inner.claim(region, class);
+        self.record_in(region, slot, kind, serial, lane);
+    }
+
+    /// Records a notification in class slot `slot` of `region`.
+    #[inline(always)]
+    fn record_in(&self, region: &Region, slot: u32, kind: EventKind, serial: Serial, lane: Lane) {
         match lane {
             Lane::Serialized(born) => {
                 let hot = region.seg().hot(slot);
