@@ -52,4 +52,20 @@ impl Tracker for CountingTracker {
             c.record_serialized(kind, serial);
         }
     }
+
+    // The per-object pair, always inlined into its caller (pytracker's
+    // creation and destruction slots), whatever the caller's size.
+    #[inline(always)]
+    fn attached_serialized(&self, class: ClassId, serial: Serial, _born: Epoch) {
+        if let Some(c) = self.classes.get_or_init(class) {
+            c.record_serialized(EventKind::Attached, serial);
+        }
+    }
+
+    #[inline(always)]
+    fn destroyed_serialized(&self, class: ClassId, serial: Serial, _born: Epoch) {
+        if let Some(c) = self.classes.get_or_init(class) {
+            c.record_serialized(EventKind::Destroyed, serial);
+        }
+    }
 }

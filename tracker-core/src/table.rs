@@ -32,8 +32,9 @@ impl<T: Default> ClassTable<T> {
     /// The most classes a table holds.
     pub const CAPACITY: usize = CHUNK * CHUNKS;
 
-    /// The entry of `id`, allocating its chunk on first use.
-    #[inline]
+    /// The entry of `id`, allocating its chunk on first use (always
+    /// inlined: it is on every tracked object's creation and destruction).
+    #[inline(always)]
     pub fn get_or_init(&self, id: ClassId) -> Option<&T> {
         let (chunk, slot) = (id.index() / CHUNK, id.index() % CHUNK);
         let chunk = self.chunks.get(chunk)?;

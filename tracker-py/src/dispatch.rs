@@ -180,14 +180,19 @@ pub(crate) unsafe fn notify(
         // The pointers point into the tracker `GLOBAL_CORE` keeps alive
         // until `set_global` replaces both; that takes Python code, which
         // telling a native tracker never runs.
-        match global.native {
+        // Compares and branches, not a `match`: on four states that is a
+        // jump table, an indirect jump and its address arithmetic.
+        if let Some(GlobalCore::Shm(t)) = global.native {
             // SAFETY: as above.
-            Some(GlobalCore::Shm(t)) => return tell(unsafe { &*t }, kind, subject),
+            return tell(unsafe { &*t }, kind, subject);
+        }
+        if let Some(GlobalCore::Counting(t)) = global.native {
             // SAFETY: as above.
-            Some(GlobalCore::Counting(t)) => return tell(unsafe { &*t }, kind, subject),
+            return tell(unsafe { &*t }, kind, subject);
+        }
+        if let Some(GlobalCore::Other(t)) = global.native {
             // SAFETY: as above.
-            Some(GlobalCore::Other(t)) => return tell(unsafe { &*t }, kind, subject),
-            None => {}
+            return tell(unsafe { &*t }, kind, subject);
         }
     } else if let Some(core) = native_core(py, tracker) {
         return tell(&**core as &dyn Tracker, kind, subject);
