@@ -118,12 +118,19 @@ fn highs(f: Epoch) -> [i64; LEVELS] {
 /// are folded to `f` (`born > f` counts as `f`).
 #[inline(always)]
 pub fn route(f: Epoch, born: Epoch) -> usize {
-    // Wrapping: a birth after `f` (only an object told by hand, not born
-    // under this fold) makes a large difference and goes the slow way.
-    if f.wrapping_sub(born) < UNITS as u32 {
-        return born as usize % UNITS;
+    match finest(f, born) {
+        Some(i) => i,
+        None => route_old(f, born),
     }
-    route_old(f, born)
+}
+
+/// The level-0 counter of a birth in epoch `born` when the cohorts are
+/// folded to `f`, if level 0 holds it (`f - 7 <= born <= f`).
+#[inline(always)]
+fn finest(f: Epoch, born: Epoch) -> Option<usize> {
+    // Wrapping: a birth after `f` (the clock moved on since the fold, or an
+    // object told by hand) makes a large difference and is not held.
+    (f.wrapping_sub(born) < UNITS as u32).then_some(born as usize % UNITS)
 }
 
 #[cold]
@@ -195,12 +202,11 @@ pub fn count_birth(c: &impl Cohorts, f: Epoch, born: Epoch) {
 /// who folds first or routes it with [`count_birth`].
 #[inline(always)]
 pub fn count_recent_birth(c: &impl Cohorts, f: Epoch, born: Epoch) -> bool {
-    // Wrapping: a birth after `f` makes a large difference.
-    if f.wrapping_sub(born) < UNITS as u32 {
-        bump(c.born(born as usize % UNITS));
-        return true;
-    }
-    false
+    let Some(i) = finest(f, born) else {
+        return false;
+    };
+    bump(c.born(i));
+    true
 }
 
 /// Counts the death (or detach) of an object born in epoch `born`.

@@ -23,6 +23,10 @@
 //! word at a time, which a copy may or may not include: each cohort is off
 //! by at most the objects born or dying while it is read.
 
+// A measurement build (feature `bare-counts`) leaves the writer's
+// per-object counting out, and with it the functions below that do it.
+#![cfg_attr(feature = "bare-counts", allow(dead_code))]
+
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
 use tracker_core::age::{self, Ages, Cohorts, Epoch, COHORTS};
@@ -79,7 +83,6 @@ impl Cohorts for SlotAges {
 
 /// The cohorts' fold epoch, folding first when the clock has moved on
 /// (writer, serialised lane).
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline]
 pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
@@ -93,7 +96,6 @@ pub(crate) fn folded(seg: &SegmentMap) -> Epoch {
 
 /// Folds every claimed slot's cohorts from `from` to `to` (writer,
 /// serialised lane).
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[cold]
 #[inline(never)]
 fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
@@ -122,7 +124,6 @@ fn fold_all(seg: &SegmentMap, from: Epoch, to: Epoch) {
 /// before it, takes [`attached_elsewhere`], which folds if the clock has
 /// moved on. So the cohorts fold at the first birth of a new epoch, with
 /// one comparison per attach and no read of the clock.
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
@@ -135,7 +136,6 @@ pub(crate) fn attached(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
 
 /// Raises `hot`'s peak to the serialised lane's live count (writer,
 /// serialised lane).
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 fn raise_peak(hot: &SlotHot) {
     // Read here rather than passed in: a value computed before the birth
@@ -149,7 +149,6 @@ fn raise_peak(hot: &SlotHot) {
 
 /// [`attached`]'s birth when the finest cohorts of the fold do not hold
 /// it: folds if the clock has moved on, then routes it.
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[cold]
 #[inline(never)]
 fn attached_elsewhere(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
@@ -162,7 +161,6 @@ fn attached_elsewhere(seg: &SegmentMap, hot: &SlotHot, born: Epoch) {
 /// serialised lane). No fold is needed: the object was counted at attach
 /// with the cohorts folded to at least its birth epoch, and routing is
 /// relative to the fold epoch, whatever the clock says now.
-#[cfg_attr(feature = "bare-counts", allow(dead_code))]
 #[inline(always)]
 pub(crate) fn left(seg: &SegmentMap, a: &SlotAges, born: Epoch) {
     let f = seg.header_word(header::AGE_FOLDED).load(Relaxed) as Epoch;
