@@ -373,6 +373,55 @@ def test_sites_off_says_how_to_turn_them_on(shm_dir):
         proc.wait()
 
 
+def test_each_class_is_sampled_one_in_n_beside_untracked_creations(shm_dir):
+    # Every creation is sampled with chance 1/8, tracked or not. A chance
+    # that falls on a creation no tracker takes (here an opted-out class
+    # made between every two tracked ones) is dropped, not passed on to the
+    # next tracked creation: so about 1000 of 8000 tracked objects are
+    # sampled (standard deviation about 30), not about 2000, and
+    # `estimated_live` stays an estimate of the class's own objects.
+    code = textwrap.dedent(
+        """
+        import pytracker
+        class A(pytracker.Trackable): pass
+        class Quiet(pytracker.Trackable):
+            _disable_global_tracker = True
+        tracker = pytracker.start_exporter(site_every=8)
+        keep, quiet = [], []
+        for _ in range(8000):
+            keep.append(A())
+            quiet.append(Quiet())
+        print(*pytracker._native._site_stats())
+        """
+    )
+    env = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    alive, every = map(int, r.stdout.split())
+    assert every == 8
+    assert 800 <= alive <= 1200, alive
+
+
+def test_sampling_resumes_after_creations_without_a_tracker(shm_dir):
+    code = textwrap.dedent(
+        """
+        import pytracker
+        class A(pytracker.Trackable): pass
+        tracker = pytracker.start_exporter(site_every=1)
+        pytracker.set_global_tracker(None)
+        untracked = [A() for _ in range(100)]
+        assert pytracker._native._site_stats()[0] == 0
+        pytracker.set_global_tracker(tracker)
+        tracked = [A() for _ in range(20)]
+        assert pytracker._native._site_stats()[0] == 20, pytracker._native._site_stats()
+        print("ok")
+        """
+    )
+    env = dict(os.environ, PYTRACKER_DIR=str(shm_dir))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 def test_sampled_objects_are_counted_out_when_they_go(shm_dir):
     code = textwrap.dedent(
         """

@@ -40,51 +40,99 @@ pub fn last_issued() -> Serial {
 /// Serials for callers serialised by one lock (see the module
 /// documentation).
 ///
+/// A lane can also be told to stop at a *marked* serial: the caller learns
+/// that it has issued it without a check of its own per serial, because the
+/// lane's one comparison per serial is against `stop`, the lower of the
+/// block's end and the mark. [`issue_before_stop`](Self::issue_before_stop)
+/// is that comparison; when it says no, [`issue_at_stop`](Self::issue_at_stop)
+/// reserves a new block if the old one is used up, issues the serial and
+/// says whether it reached the mark (which is then cleared).
+///
 /// The words are atomics only so that the type is `Sync` and a misuse
 /// (calls without the lock) cannot be undefined behaviour: it could then
-/// issue a serial twice, nothing worse.
+/// issue a serial twice or miss a mark, nothing worse.
 pub struct SerialLane {
     /// The next serial to issue; equal to `end` when the block is used up.
     next: AtomicU64,
+    /// `min(end, mark)`: serials below it are issued on the fast path.
+    stop: AtomicU64,
     /// One past the last serial of the reserved block.
     end: AtomicU64,
+    /// The marked serial (`u64::MAX`: none).
+    mark: AtomicU64,
 }
 
 impl SerialLane {
-    /// A lane with no block reserved yet.
+    /// A lane with no block reserved yet and no mark.
     pub const fn new() -> SerialLane {
         SerialLane {
             next: AtomicU64::new(0),
+            stop: AtomicU64::new(0),
             end: AtomicU64::new(0),
+            mark: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Issues the lane's next serial. The caller holds the lock that
-    /// serialises every `issue_serialized` call on this lane.
+    /// Issues the lane's next serial, ignoring the mark. The caller holds
+    /// the lock that serialises every call on this lane.
     #[inline(always)]
     pub fn issue_serialized(&self) -> Serial {
-        let n = self.next.load(Relaxed);
-        if n < self.end.load(Relaxed) {
-            self.next.store(n + 1, Relaxed);
-            n
-        } else {
-            self.refill()
+        match self.issue_before_stop() {
+            Some(n) => n,
+            None => self.issue_at_stop().0,
         }
     }
 
-    /// Reserves a new block and issues its first serial.
+    /// Issues the lane's next serial if it is below both the block's end
+    /// and the mark; `None` (nothing issued) otherwise, and the caller goes
+    /// on with [`Self::issue_at_stop`]. Caller holds the lane's lock.
+    #[inline(always)]
+    pub fn issue_before_stop(&self) -> Option<Serial> {
+        let n = self.next.load(Relaxed);
+        if n < self.stop.load(Relaxed) {
+            self.next.store(n + 1, Relaxed);
+            Some(n)
+        } else {
+            None
+        }
+    }
+
+    /// Issues the lane's next serial, reserving a new block first if the
+    /// old one is used up, and says whether the serial reached the mark
+    /// (the mark is then cleared). Caller holds the lane's lock.
     #[cold]
     #[inline(never)]
-    fn refill(&self) -> Serial {
-        let start = NEXT.fetch_add(LANE_BLOCK, Relaxed);
-        self.end.store(start + LANE_BLOCK, Relaxed);
-        self.next.store(start + 1, Relaxed);
-        start
+    pub fn issue_at_stop(&self) -> (Serial, bool) {
+        let mut n = self.next.load(Relaxed);
+        if n >= self.end.load(Relaxed) {
+            n = NEXT.fetch_add(LANE_BLOCK, Relaxed);
+            self.end.store(n + LANE_BLOCK, Relaxed);
+        }
+        self.next.store(n + 1, Relaxed);
+        let marked = n >= self.mark.load(Relaxed);
+        if marked {
+            self.mark.store(u64::MAX, Relaxed);
+        }
+        self.restop();
+        (n, marked)
+    }
+
+    /// Marks `serial`: the call of [`Self::issue_at_stop`] that issues it
+    /// (or, if it is already past, the next one) says so. `u64::MAX`
+    /// clears the mark. Caller holds the lane's lock.
+    pub fn set_mark(&self, serial: Serial) {
+        self.mark.store(serial, Relaxed);
+        self.restop();
+    }
+
+    fn restop(&self) {
+        let stop = self.end.load(Relaxed).min(self.mark.load(Relaxed));
+        self.stop.store(stop, Relaxed);
     }
 
     /// The serial this lane issued last, or 0 before its first.
     pub fn last_issued(&self) -> Serial {
-        // Both ways of issuing leave `next` one past the serial issued.
+        // Every way of issuing leaves `next` one past the serial issued.
         self.next.load(Relaxed).saturating_sub(1)
     }
 }
@@ -130,5 +178,45 @@ mod tests {
             assert!(issued.binary_search(o).is_err(), "serial {o} issued twice");
         }
         assert!(last_issued() >= lane.last_issued());
+    }
+
+    #[test]
+    fn a_mark_is_reported_once_by_the_serial_that_reaches_it() {
+        let lane = SerialLane::new();
+        let first = lane.issue_serialized();
+        // A mark inside the block, one at a block boundary, one already past.
+        for ahead in [10, LANE_BLOCK - (first % LANE_BLOCK), 0] {
+            let from = lane.last_issued();
+            let target = if ahead == 0 { from } else { from + ahead };
+            lane.set_mark(target);
+            let mut hits = Vec::new();
+            for _ in 0..2 * LANE_BLOCK {
+                let (n, marked) = match lane.issue_before_stop() {
+                    Some(n) => (n, false),
+                    None => lane.issue_at_stop(),
+                };
+                if marked {
+                    hits.push(n);
+                }
+            }
+            assert_eq!(hits.len(), 1, "mark at {target}: {hits:?}");
+            assert!(hits[0] >= target && hits[0] <= target.max(from + 1));
+        }
+    }
+
+    #[test]
+    fn a_cleared_mark_stops_nothing() {
+        let lane = SerialLane::new();
+        lane.issue_serialized();
+        lane.set_mark(lane.last_issued() + 5);
+        lane.set_mark(u64::MAX);
+        let mut slow = 0;
+        for _ in 0..100 {
+            if lane.issue_before_stop().is_none() {
+                slow += 1;
+                assert!(!lane.issue_at_stop().1);
+            }
+        }
+        assert!(slow <= 1, "only a block refill may take the slow path");
     }
 }

@@ -507,6 +507,12 @@ pub(crate) fn last_serial() -> Serial {
     SERIALS.last_issued()
 }
 
+/// Samples the creation of `serial` (or of the first one after it, if it
+/// is past) for its site: see `crate::sites`. `u64::MAX`: none. GIL held.
+pub(crate) fn sample_from(serial: Serial) {
+    SERIALS.set_mark(serial);
+}
+
 /// `tp_new`: allocates, issues the serial, attaches the global tracker.
 ///
 /// # Safety
@@ -534,26 +540,71 @@ unsafe extern "C" fn trackable_new(
     if obj.is_null() {
         return ptr::null_mut();
     }
+    match SERIALS.issue_before_stop() {
+        // SAFETY: GIL held, `obj` a new instance of `ty`.
+        Some(serial) => unsafe { attach_new(ty, obj, serial, false) },
+        // SAFETY: as above.
+        None => unsafe { attach_new_at_stop(ty, obj) },
+    }
+}
+
+/// [`attach_new`] for a creation that reached the serial lane's stop: a new
+/// block, or the serial marked for site sampling. The whole rest of the
+/// creation, so the common path carries no sampling check.
+///
+/// # Safety
+/// As [`attach_new`].
+#[cold]
+#[inline(never)]
+unsafe fn attach_new_at_stop(
+    ty: *mut ffi::PyTypeObject,
+    obj: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let (serial, sampled) = SERIALS.issue_at_stop();
+    // SAFETY: the caller's contract.
+    unsafe { attach_new(ty, obj, serial, sampled) }
+}
+
+/// The rest of `tp_new` once `obj` is allocated and `serial` issued:
+/// fills in the fields, attaches the global tracker, and records the
+/// creation's site if `sample` (the serial reached the sampling mark).
+///
+/// # Safety
+/// GIL held; `obj` a new, zero-filled instance of `ty`, a subtype of
+/// Trackable; returns it, or null with an exception set.
+#[inline(always)]
+unsafe fn attach_new(
+    ty: *mut ffi::PyTypeObject,
+    obj: *mut ffi::PyObject,
+    serial: Serial,
+    sample: bool,
+) -> *mut ffi::PyObject {
     // SAFETY: a new, live instance; the GIL is held for this whole call.
     // tp_alloc zero-filled it: tracker, bundle and weaklist start null.
     let this = unsafe { Fields::of(obj) };
-    this.set_serial(SERIALS.issue_serialized());
+    this.set_serial(serial);
     this.set_class(UNRESOLVED);
     this.set_born(tracker_core::age::now());
     if RECORDING_CREATORS.load(Relaxed) != 0 {
-        creators::record(this.serial());
+        creators::record(serial);
     }
+    // SAFETY: CPython called tp_new with the GIL held.
+    let py = unsafe { Python::assume_attached() };
     if GLOBAL_TRACKER.load(Relaxed).is_null() {
+        if sample {
+            crate::sites::pass(py, serial);
+        }
         return obj;
     }
-    // SAFETY: CPython called us with the GIL held.
-    let py = unsafe { Python::assume_attached() };
     // SAFETY: GIL held, `ty` live.
     let info = unsafe { class_of(py, ty) };
     // Reload: on a cache miss `class_of` runs Python code, which may have
     // replaced (and freed) the global tracker.
     let tracker = GLOBAL_TRACKER.load(Relaxed);
     let Some(info) = info.filter(|i| !i.global_disabled && !tracker.is_null()) else {
+        if sample {
+            crate::sites::pass(py, serial);
+        }
         return obj;
     };
     this.set_class(info.class.0);
@@ -561,7 +612,7 @@ unsafe extern "C" fn trackable_new(
     unsafe { ffi::Py_INCREF(tracker) };
     this.replace_tracker(tracker);
     let subject = Subject {
-        serial: this.serial(),
+        serial,
         born: this.born(),
         class: Some(info.class),
         ty,
@@ -574,16 +625,17 @@ unsafe extern "C" fn trackable_new(
     {
         // The tracker was interrupted: no object, the interrupt
         // propagates from the constructor.
+        if sample {
+            crate::sites::pass(py, serial);
+        }
         // SAFETY: GIL held; `obj` is the new reference made above.
         unsafe { interrupted_new(obj) };
         return ptr::null_mut();
     }
-    if crate::sites::due(subject.serial) {
-        // SAFETY: GIL held, in the object's creation; `tracker` is kept
-        // alive by the object's reference.
-        if unsafe { dispatch::sample_site(py, &subject, info.class, tracker) } {
-            this.mark_sampled();
-        }
+    // SAFETY: GIL held, in the object's creation; `tracker` is kept alive
+    // by the object's reference.
+    if sample && unsafe { dispatch::sample_site(py, &subject, info.class, tracker) } {
+        this.mark_sampled();
     }
     obj
 }

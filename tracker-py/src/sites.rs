@@ -6,8 +6,12 @@
 //! The sampling is geometric over the process's serials: after a sampled
 //! creation, the next one sampled is `serial + gap`, with `gap` drawn from
 //! a geometric distribution of mean N. So every creation has the same
-//! chance 1/N whatever the class or the allocation pattern, and the hot
-//! path pays one load and one comparison: `serial >= NEXT`. Stacks are
+//! chance 1/N whatever the class or the allocation pattern. That serial is
+//! the mark of the Python objects' serial lane (`tracker_core::SerialLane`),
+//! whose one comparison per creation stops at the lower of its block's end
+//! and the mark: the common path pays nothing for sampling. A creation
+//! that reaches the mark but is not attached to a tracker draws the next
+//! mark without sampling ([`pass`]). Stacks are
 //! keyed by their code objects and line numbers; the text (file and
 //! function names) is read only the first time a stack is seen, and the
 //! code objects of those stacks are kept alive, so their addresses are not
@@ -26,8 +30,6 @@ use tracker_shm::{Frame, ShmTracker, SiteId, WeakShmTracker};
 
 use crate::gil::GilCell;
 
-/// The serial from which the next creation is sampled (`u64::MAX`: none).
-static NEXT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The mean gap N (0: sampling is off).
 static EVERY: AtomicU64 = AtomicU64::new(0);
 
@@ -47,20 +49,30 @@ static STATE: GilCell<Option<State>> = GilCell::new(None);
 /// Samples one creation in `every` from now on (0: none). A ShmTracker
 /// sets its rate when it is made and when it becomes the global tracker.
 pub(crate) fn set_rate(py: Python<'_>, every: u64) {
+    // A measurement build (`bare-counts`) samples nothing.
+    let every = if cfg!(feature = "bare-counts") {
+        0
+    } else {
+        every
+    };
     EVERY.store(every, Relaxed);
     let next = if every == 0 {
         u64::MAX
     } else {
         crate::object::last_serial().saturating_add(gap(py, every))
     };
-    NEXT.store(next, Relaxed);
+    crate::object::sample_from(next);
 }
 
-/// Whether the creation of `serial` is to be sampled.
-#[inline(always)]
-pub(crate) fn due(serial: Serial) -> bool {
-    // A measurement build (`bare-counts`) samples nothing.
-    !cfg!(feature = "bare-counts") && serial >= NEXT.load(Relaxed)
+/// The creation of `serial` reached the mark but is not sampled (no
+/// tracker took it): draws the next mark.
+#[cold]
+#[inline(never)]
+pub(crate) fn pass(py: Python<'_>, serial: Serial) {
+    let every = EVERY.load(Relaxed);
+    if every != 0 {
+        crate::object::sample_from(serial.saturating_add(gap(py, every)));
+    }
 }
 
 /// A geometric gap of mean `every` (at least 1).
@@ -112,8 +124,7 @@ pub(crate) unsafe fn sample(
     class: ClassId,
     shm: Option<&ShmTracker>,
 ) -> bool {
-    let every = EVERY.load(Relaxed);
-    NEXT.store(serial.saturating_add(gap(py, every.max(1))), Relaxed);
+    pass(py, serial);
     let Some(shm) = shm else {
         return false;
     };
