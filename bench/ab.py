@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-PAIRS = 6
+PAIRS = 12
 
 TIMING = r"""
 import gc, sys, time, pytracker
