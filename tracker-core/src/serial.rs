@@ -189,18 +189,22 @@ mod tests {
             let from = lane.last_issued();
             let target = if ahead == 0 { from } else { from + ahead };
             lane.set_mark(target);
-            let mut hits = Vec::new();
-            for _ in 0..2 * LANE_BLOCK {
+            let (mut issued, mut hits) = (Vec::new(), Vec::new());
+            // Up to the mark and 64 serials past it.
+            for _ in 0..ahead + 64 {
                 let (n, marked) = match lane.issue_before_stop() {
                     Some(n) => (n, false),
                     None => lane.issue_at_stop(),
                 };
+                issued.push(n);
                 if marked {
                     hits.push(n);
                 }
             }
-            assert_eq!(hits.len(), 1, "mark at {target}: {hits:?}");
-            assert!(hits[0] >= target && hits[0] <= target.max(from + 1));
+            // The lane's first serial at or past the mark (a new block may
+            // start past it: other tests take serials meanwhile).
+            let first_past = issued.iter().copied().find(|&n| n >= target);
+            assert_eq!(hits, Vec::from_iter(first_past), "mark at {target}");
         }
     }
 
