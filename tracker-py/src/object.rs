@@ -592,7 +592,7 @@ unsafe fn attach_new(
     let py = unsafe { Python::assume_attached() };
     if GLOBAL_TRACKER.load(Relaxed).is_null() {
         if sample {
-            crate::sites::pass(py, serial);
+            crate::sites::draw_next(py, serial);
         }
         return obj;
     }
@@ -603,7 +603,7 @@ unsafe fn attach_new(
     let tracker = GLOBAL_TRACKER.load(Relaxed);
     let Some(info) = info.filter(|i| !i.global_disabled && !tracker.is_null()) else {
         if sample {
-            crate::sites::pass(py, serial);
+            crate::sites::draw_next(py, serial);
         }
         return obj;
     };
@@ -626,7 +626,7 @@ unsafe fn attach_new(
         // The tracker was interrupted: no object, the interrupt
         // propagates from the constructor.
         if sample {
-            crate::sites::pass(py, serial);
+            crate::sites::draw_next(py, serial);
         }
         // SAFETY: GIL held; `obj` is the new reference made above.
         unsafe { interrupted_new(obj) };

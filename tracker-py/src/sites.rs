@@ -11,7 +11,7 @@
 //! whose one comparison per creation stops at the lower of its block's end
 //! and the mark: the common path pays nothing for sampling. A creation
 //! that reaches the mark but is not attached to a tracker draws the next
-//! mark without sampling ([`pass`]). Stacks are
+//! mark without sampling ([`draw_next`]). Stacks are
 //! keyed by their code objects and line numbers; the text (file and
 //! function names) is read only the first time a stack is seen, and the
 //! code objects of those stacks are kept alive, so their addresses are not
@@ -64,11 +64,11 @@ pub(crate) fn set_rate(py: Python<'_>, every: u64) {
     crate::object::sample_from(next);
 }
 
-/// The creation of `serial` reached the mark but is not sampled (no
-/// tracker took it): draws the next mark.
+/// Draws the serial sampled next after `serial`, the creation that
+/// reached the mark (sampled, or passed over when no tracker took it).
 #[cold]
 #[inline(never)]
-pub(crate) fn pass(py: Python<'_>, serial: Serial) {
+pub(crate) fn draw_next(py: Python<'_>, serial: Serial) {
     let every = EVERY.load(Relaxed);
     if every != 0 {
         crate::object::sample_from(serial.saturating_add(gap(py, every)));
@@ -124,7 +124,7 @@ pub(crate) unsafe fn sample(
     class: ClassId,
     shm: Option<&ShmTracker>,
 ) -> bool {
-    pass(py, serial);
+    draw_next(py, serial);
     let Some(shm) = shm else {
         return false;
     };
