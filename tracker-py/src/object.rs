@@ -561,6 +561,12 @@ unsafe fn attach_new_at_stop(
     obj: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let (serial, sampled) = SERIALS.issue_at_stop();
+    if sampled {
+        // The next mark, drawn once per mark reached, whether or not a
+        // tracker takes this creation (see `crate::sites`).
+        // SAFETY: CPython called tp_new with the GIL held.
+        crate::sites::draw_next(unsafe { Python::assume_attached() }, serial);
+    }
     // SAFETY: the caller's contract.
     unsafe { attach_new(ty, obj, serial, sampled) }
 }
@@ -591,9 +597,6 @@ unsafe fn attach_new(
     // SAFETY: CPython called tp_new with the GIL held.
     let py = unsafe { Python::assume_attached() };
     if GLOBAL_TRACKER.load(Relaxed).is_null() {
-        if sample {
-            crate::sites::draw_next(py, serial);
-        }
         return obj;
     }
     // SAFETY: GIL held, `ty` live.
@@ -602,9 +605,6 @@ unsafe fn attach_new(
     // replaced (and freed) the global tracker.
     let tracker = GLOBAL_TRACKER.load(Relaxed);
     let Some(info) = info.filter(|i| !i.global_disabled && !tracker.is_null()) else {
-        if sample {
-            crate::sites::draw_next(py, serial);
-        }
         return obj;
     };
     this.set_class(info.class.0);
@@ -625,9 +625,6 @@ unsafe fn attach_new(
     {
         // The tracker was interrupted: no object, the interrupt
         // propagates from the constructor.
-        if sample {
-            crate::sites::draw_next(py, serial);
-        }
         // SAFETY: GIL held; `obj` is the new reference made above.
         unsafe { interrupted_new(obj) };
         return ptr::null_mut();

@@ -9,9 +9,9 @@
 //! chance 1/N whatever the class or the allocation pattern. That serial is
 //! the mark of the Python objects' serial lane (`tracker_core::SerialLane`),
 //! whose one comparison per creation stops at the lower of its block's end
-//! and the mark: the common path pays nothing for sampling. A creation
-//! that reaches the mark but is not attached to a tracker draws the next
-//! mark without sampling ([`draw_next`]). Stacks are
+//! and the mark: the common path pays nothing for sampling. The creation
+//! that reaches the mark draws the next one at once ([`draw_next`]), and is
+//! sampled if a tracker takes it. Stacks are
 //! keyed by their code objects and line numbers; the text (file and
 //! function names) is read only the first time a stack is seen, and the
 //! code objects of those stacks are kept alive, so their addresses are not
@@ -65,7 +65,7 @@ pub(crate) fn set_rate(py: Python<'_>, every: u64) {
 }
 
 /// Draws the serial sampled next after `serial`, the creation that
-/// reached the mark (sampled, or passed over when no tracker took it).
+/// reached the mark.
 #[cold]
 #[inline(never)]
 pub(crate) fn draw_next(py: Python<'_>, serial: Serial) {
@@ -124,7 +124,6 @@ pub(crate) unsafe fn sample(
     class: ClassId,
     shm: Option<&ShmTracker>,
 ) -> bool {
-    draw_next(py, serial);
     let Some(shm) = shm else {
         return false;
     };
